@@ -1,0 +1,138 @@
+"""The agent driver protocol: how a driver starts its CLI and how it reads the output.
+
+A driver turns an `AgentRequest` into an `AgentInvocation` (argv, environment, stdin) and
+supplies a fresh `OutputParser` per run. The build activity owns the process (start,
+stream, heartbeat, stop); drivers never touch processes, so process control is written
+once and every driver gets it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+from pydantic import BaseModel, Field
+
+from agentgate.models import BuildError, TokenUsage, WorkOrder
+
+# Variables a child agent may inherit from the worker; everything else must be named.
+ENV_ALLOWLIST = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TERM", "TMPDIR", "USER", "LOGNAME", "SHELL", "TZ")
+
+
+class ToolCall(BaseModel):
+    id: str | None = None
+    name: str
+    input: Any = None
+    output: str | None = None
+    is_error: bool = False
+    started_at_ms: int | None = None
+    duration_ms: int | None = None
+
+
+class AgentEvent(BaseModel):
+    """One normalized thing the agent did, streamed live and appended to events.jsonl."""
+
+    kind: Literal["message", "tool_call", "tool_result", "usage", "output"]
+    text: str | None = None
+    tool: ToolCall | None = None
+    tokens: TokenUsage | None = None
+    cost_usd: float | None = None
+    stream: str | None = None
+
+
+class AgentResult(BaseModel):
+    """Everything known about one agent run: persisted whole as `agent-<N>.json`."""
+
+    driver: str
+    iteration: int
+    argv: list[str] = Field(default_factory=list)
+    success: bool
+    exit_code: int | None
+    duration_ms: int
+    session_id: str | None = None
+    model: str | None = None
+    turns: int | None = None
+    tokens: TokenUsage = Field(default_factory=TokenUsage)
+    cost_usd: float | None = None
+    tool_calls: list[ToolCall] = Field(default_factory=list)
+    final_message: str | None = None
+    stdout_ref: str
+    stderr_ref: str
+    stdout_bytes: int = 0
+    stderr_bytes: int = 0
+    stdout_excerpt: str = ""
+    stderr_excerpt: str = ""
+    unparsed_lines: int = 0
+    timed_out: bool = False
+    stalled: bool = False
+    canceled: bool = False
+    survivors: list[int] = Field(default_factory=list, description="PIDs still alive after termination.")
+    error: BuildError | None = None
+
+
+@dataclass
+class AgentRequest:
+    work_order: WorkOrder
+    workspace: str
+    iteration: int
+    prompt: str
+    prompt_file: str
+    feedback_file: str | None
+    session_id: str | None = None
+    extra_env: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class AgentInvocation:
+    argv: list[str]
+    env: dict[str, str]
+    stdin: bytes | None = None
+
+
+@dataclass
+class ParsedRun:
+    """What a parser learned from the stream, merged into the AgentResult by the activity."""
+
+    session_id: str | None = None
+    model: str | None = None
+    turns: int | None = None
+    tokens: TokenUsage = field(default_factory=TokenUsage)
+    cost_usd: float | None = None
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    final_message: str | None = None
+    is_error: bool = False
+    error_message: str | None = None
+    error_kind: str | None = None
+    unparsed_lines: int = 0
+
+
+class OutputParser(Protocol):
+    def feed(self, stream: str, line: str) -> list[AgentEvent]: ...
+
+    def finish(self) -> ParsedRun: ...
+
+
+class AgentDriver(Protocol):
+    name: str
+
+    def build_invocation(self, request: AgentRequest) -> AgentInvocation: ...
+
+    def new_parser(self) -> OutputParser: ...
+
+
+def base_environment(request: AgentRequest) -> dict[str, str]:
+    """The allowlisted worker environment plus AgentGate's own variables."""
+    env = {k: v for k, v in os.environ.items() if k in ENV_ALLOWLIST}
+    env.setdefault("PATH", os.defpath)
+    env.update(
+        AGENTGATE_PROMPT_FILE=request.prompt_file,
+        AGENTGATE_ITERATION=str(request.iteration),
+        AGENTGATE_WORK_ORDER_ID=request.work_order.id,
+        AGENTGATE_WORKSPACE=request.workspace,
+    )
+    if request.feedback_file:
+        env["AGENTGATE_FEEDBACK_FILE"] = request.feedback_file
+    env.update(request.extra_env)
+    return env

@@ -1,0 +1,412 @@
+"""Domain models shared by the API, the workflow and the activities.
+
+Everything here must be importable inside the Temporal workflow sandbox, so nothing
+in this module does I/O or reads the clock: defaults that need "now" are filled in by
+the API / CLI before a work order enters Temporal.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+# ---------------------------------------------------------------------------
+# Work order input
+# ---------------------------------------------------------------------------
+
+KNOWN_AGENT_DRIVERS = ("command",)
+WORK_ORDER_ID_PATTERN = r"^wo_[0-9a-z]{10,40}$"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class LocalSource(_Strict):
+    """A git repository on this machine. Never modified in place: the run works on its own clone."""
+
+    type: Literal["local"] = "local"
+    path: str = Field(min_length=1, description="Absolute path of a git repository on the worker's host.")
+
+
+class GitSource(_Strict):
+    type: Literal["git"] = "git"
+    url: str = Field(min_length=1, description="Any URL `git clone` accepts (https, ssh, file).")
+    branch: str | None = None
+
+
+_GH_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+
+
+class GitHubSource(_Strict):
+    type: Literal["github"] = "github"
+    owner: str = Field(min_length=1)
+    repo: str = Field(min_length=1)
+    branch: str | None = None
+
+    @field_validator("owner", "repo")
+    @classmethod
+    def _github_name(cls, value: str) -> str:
+        if not _GH_NAME.match(value):
+            raise ValueError("must contain only letters, digits, '-', '_' and '.'")
+        return value
+
+
+class FreshSource(_Strict):
+    """A new, empty repository created for the run."""
+
+    type: Literal["fresh"] = "fresh"
+    template: str | None = Field(default=None, description="Optional local directory copied in as the first commit.")
+
+
+WorkspaceSource = Annotated[LocalSource | GitSource | GitHubSource | FreshSource, Field(discriminator="type")]
+
+
+class AgentSpec(_Strict):
+    """Which agent driver runs the build phase, and how."""
+
+    driver: str = Field(default="command", description=f"One of: {', '.join(KNOWN_AGENT_DRIVERS)}.")
+    command: str | None = Field(
+        default=None, description="For the `command` driver: the shell command run in the workspace."
+    )
+    model: str | None = None
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("driver")
+    @classmethod
+    def _known_driver(cls, value: str) -> str:
+        if value not in KNOWN_AGENT_DRIVERS:
+            raise ValueError(f"unknown agent {value!r}; choose one of: {', '.join(KNOWN_AGENT_DRIVERS)}")
+        return value
+
+    @model_validator(mode="after")
+    def _command_needs_command(self) -> AgentSpec:
+        if self.driver == "command":
+            if not self.command:
+                raise ValueError("the `command` driver needs `command` (the shell command to run)")
+            try:
+                shlex.split(self.command)
+            except ValueError as exc:
+                raise ValueError(f"command is not valid shell syntax: {exc}") from exc
+        return self
+
+
+class GateSpec(_Strict):
+    """A verification gate: for now one command whose exit code decides."""
+
+    name: str | None = None
+    command: str = Field(min_length=1)
+    timeout_seconds: float = Field(default=600, gt=0, le=24 * 3600)
+    expected_exit_code: int = 0
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_string(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return {"command": value}
+        return value
+
+    @property
+    def display_name(self) -> str:
+        return self.name or self.command
+
+
+class WorkOrderRequest(_Strict):
+    """What a caller submits. Validation errors name the field."""
+
+    task_prompt: str = Field(min_length=1, max_length=200_000)
+    workspace_source: WorkspaceSource
+    agent: AgentSpec
+    max_iterations: int = Field(default=3, ge=1, le=200)
+    max_wall_clock_seconds: float = Field(default=3600, gt=0, le=7 * 24 * 3600)
+    gates: list[GateSpec] = Field(default_factory=list, max_length=50)
+    priority: int = Field(default=3, ge=1, le=5, description="1 = most urgent, 5 = least (Temporal's convention).")
+    labels: list[str] = Field(default_factory=list, max_length=20)
+
+    @field_validator("task_prompt")
+    @classmethod
+    def _prompt_not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("task_prompt must not be empty")
+        return value
+
+    @field_validator("labels")
+    @classmethod
+    def _labels(cls, value: list[str]) -> list[str]:
+        for label in value:
+            if not re.match(r"^[A-Za-z0-9_.:/-]{1,64}$", label):
+                raise ValueError(f"label {label!r} must be 1-64 of letters, digits, and _ . : / -")
+        return value
+
+
+class WorkOrder(WorkOrderRequest):
+    """A work order as it enters Temporal: id and creation time are fixed by the submitter."""
+
+    id: str = Field(pattern=WORK_ORDER_ID_PATTERN)
+    created_at: datetime
+
+    def repo_label(self) -> str:
+        src = self.workspace_source
+        if isinstance(src, LocalSource):
+            return src.path
+        if isinstance(src, GitSource):
+            return src.url
+        if isinstance(src, GitHubSource):
+            return f"{src.owner}/{src.repo}"
+        return "fresh"
+
+
+# ---------------------------------------------------------------------------
+# Phase results: small, reference-carrying objects that travel through Temporal history
+# ---------------------------------------------------------------------------
+
+
+class RunContext(_Strict):
+    """Identifies one run of one work order in the artifact store."""
+
+    work_order_id: str
+    run_id: str
+
+
+class WorkspaceInfo(_Strict):
+    path: str
+    base_commit: str
+    branch: str
+    task_queue: str = Field(description="Queue of the worker that holds this workspace on disk.")
+    source_path: str | None = Field(default=None, description="Local source repository to deliver the branch to.")
+
+
+class TokenUsage(_Strict):
+    input: int = 0
+    output: int = 0
+    cache_creation: int = 0
+    cache_read: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.input + self.output + self.cache_creation + self.cache_read
+
+    def __add__(self, other: TokenUsage) -> TokenUsage:
+        return TokenUsage(
+            input=self.input + other.input,
+            output=self.output + other.output,
+            cache_creation=self.cache_creation + other.cache_creation,
+            cache_read=self.cache_read + other.cache_read,
+        )
+
+
+class ErrorType(StrEnum):
+    AGENT_CRASH = "agent_crash"
+    AGENT_TIMEOUT = "agent_timeout"
+    AGENT_STALLED = "agent_stalled"
+    AGENT_TASK_FAILURE = "agent_task_failure"
+    AGENT_AUTH = "agent_auth"
+    TYPECHECK_FAILED = "typecheck_failed"
+    LINT_FAILED = "lint_failed"
+    TEST_FAILED = "test_failed"
+    BLACKBOX_FAILED = "blackbox_failed"
+    CONTRACT_FAILED = "contract_failed"
+    CI_FAILED = "ci_failed"
+    WORKSPACE_ERROR = "workspace_error"
+    SNAPSHOT_ERROR = "snapshot_error"
+    DELIVERY_ERROR = "delivery_error"
+    BUDGET_EXCEEDED = "budget_exceeded"
+    CANCELED = "canceled"
+    SYSTEM_ERROR = "system_error"
+
+
+class BuildError(_Strict):
+    """A classified failure with enough context to diagnose it from the files alone."""
+
+    type: ErrorType
+    message: str
+    phase: str | None = None
+    iteration: int | None = None
+    exit_code: int | None = None
+    stdout_tail: str | None = None
+    stderr_tail: str | None = None
+    files: list[str] = Field(default_factory=list, description="Artifact references worth opening first.")
+
+
+class AgentSummary(_Strict):
+    """What the workflow needs of a build; the full AgentResult lives in `agent-<N>.json`."""
+
+    success: bool
+    exit_code: int | None
+    duration_ms: int
+    model: str | None = None
+    session_id: str | None = None
+    turns: int | None = None
+    tokens: TokenUsage = Field(default_factory=TokenUsage)
+    cost_usd: float | None = None
+    tool_calls: int = 0
+    result_ref: str
+    stdout_ref: str
+    stderr_ref: str
+    error: BuildError | None = None
+
+
+class SnapshotResult(_Strict):
+    commit: str
+    changed: bool
+    files_changed: int = 0
+    insertions: int = 0
+    deletions: int = 0
+    patch_ref: str
+
+
+class GateOutcome(_Strict):
+    name: str
+    command: str
+    passed: bool
+    exit_code: int | None
+    duration_ms: int
+    output_ref: str
+    output_bytes: int = 0
+    excerpt: str = Field(default="", description="The tail of the output, bounded, for summaries.")
+    timed_out: bool = False
+
+
+class VerificationSummary(_Strict):
+    passed: bool
+    gates: list[GateOutcome] = Field(default_factory=list)
+    report_ref: str
+
+    @property
+    def failed_gates(self) -> list[GateOutcome]:
+        return [g for g in self.gates if not g.passed]
+
+
+class FeedbackResult(_Strict):
+    ref: str
+    summary: str
+
+
+class PhaseTiming(_Strict):
+    phase: str
+    started_at: datetime
+    ended_at: datetime
+
+    @property
+    def duration_ms(self) -> int:
+        return int((self.ended_at - self.started_at).total_seconds() * 1000)
+
+
+class IterationRecord(_Strict):
+    iteration: int
+    started_at: datetime
+    ended_at: datetime | None = None
+    phases: list[PhaseTiming] = Field(default_factory=list)
+    agent: AgentSummary | None = None
+    snapshot: SnapshotResult | None = None
+    verification: VerificationSummary | None = None
+    feedback: FeedbackResult | None = None
+    error: BuildError | None = None
+    decision: str | None = Field(default=None, description="What the loop decided after this iteration, and why.")
+
+
+# ---------------------------------------------------------------------------
+# Run outcome
+# ---------------------------------------------------------------------------
+
+
+class RunStatus(StrEnum):
+    """Coarse status, kept in the `AgentGateStatus` search attribute for listing."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELED = "canceled"
+
+
+class DeliveryResult(_Strict):
+    mode: str
+    branch: str | None = None
+    commit: str | None = None
+    target: str | None = None
+    pushed: bool = False
+    message: str | None = None
+
+
+class RunOutcome(_Strict):
+    """The run's summary: the workflow's result and its `status` query answer."""
+
+    work_order_id: str
+    run_id: str
+    status: RunStatus
+    state: str
+    result: str | None = None
+    iterations: int = 0
+    error: str | None = None
+    build_error: BuildError | None = None
+    partial: bool = False
+    workspace: WorkspaceInfo | None = None
+    delivery: DeliveryResult | None = None
+    tokens: TokenUsage = Field(default_factory=TokenUsage)
+    cost_usd: float = 0.0
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    history: list[IterationRecord] = Field(default_factory=list)
+
+
+# ---------------------------------------------------------------------------
+# Activity inputs
+# ---------------------------------------------------------------------------
+
+
+class PrepareInput(_Strict):
+    ctx: RunContext
+    work_order: WorkOrder
+
+
+class BuildInput(_Strict):
+    ctx: RunContext
+    work_order: WorkOrder
+    workspace: WorkspaceInfo
+    iteration: int
+    feedback_ref: str | None = None
+    session_id: str | None = None
+
+
+class SnapshotInput(_Strict):
+    ctx: RunContext
+    workspace: WorkspaceInfo
+    iteration: int
+    previous_commit: str
+
+
+class VerifyInput(_Strict):
+    ctx: RunContext
+    work_order: WorkOrder
+    workspace: WorkspaceInfo
+    iteration: int
+
+
+class FeedbackInput(_Strict):
+    ctx: RunContext
+    iteration: int
+    verification: VerificationSummary
+    agent: AgentSummary | None = None
+
+
+class RecordIterationInput(_Strict):
+    ctx: RunContext
+    record: IterationRecord
+
+
+class DeliverInput(_Strict):
+    ctx: RunContext
+    work_order: WorkOrder
+    workspace: WorkspaceInfo
+
+
+class FinalizeInput(_Strict):
+    ctx: RunContext
+    work_order: WorkOrder
+    outcome: RunOutcome

@@ -1,0 +1,88 @@
+"""The AgentGate worker: hosts the work-order workflow and every phase activity.
+
+It polls two task queues: the shared one (workflows, and activities that may run
+anywhere) and this host's own queue, where activities bound to a workspace on this
+host's disk are scheduled (the prepare step returns that queue's name).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities.build import BuildActivities
+from activities.deps import ActivityDeps
+from activities.records import RecordActivities
+from activities.verify import VerifyActivities
+from activities.workspace import WorkspaceActivities
+from agentgate.config import Settings, get_settings
+from agentgate.process import become_subreaper
+from agentgate.temporal_client import connect
+from workflows.work_order import WorkOrderWorkflow
+
+log = logging.getLogger("agentgate.worker")
+
+
+def activity_functions(deps: ActivityDeps) -> list:
+    workspace, build = WorkspaceActivities(deps), BuildActivities(deps)
+    verify, records = VerifyActivities(deps), RecordActivities(deps)
+    return [
+        workspace.prepare_workspace,
+        workspace.snapshot,
+        workspace.deliver_local,
+        build.run_agent,
+        verify.verify,
+        verify.feedback,
+        records.record_run_started,
+        records.record_iteration,
+        records.finalize_run,
+    ]
+
+
+def build_workers(client: Client, settings: Settings) -> list[Worker]:
+    deps = ActivityDeps.from_settings(settings)
+    acts = activity_functions(deps)
+    # Cancellation reaches an activity only through a heartbeat response, and the SDK
+    # throttles heartbeats to 80% of the heartbeat timeout by default: cap it so that
+    # "stop" stops within seconds, not a minute.
+    throttle = timedelta(seconds=max(1.0, settings.heartbeat_seconds))
+    shared = Worker(
+        client,
+        task_queue=settings.task_queue,
+        workflows=[WorkOrderWorkflow],
+        activities=acts,
+        activity_executor=ThreadPoolExecutor(4),
+        max_concurrent_activities=4,
+        max_heartbeat_throttle_interval=throttle,
+    )
+    host = Worker(
+        client,
+        task_queue=settings.host_task_queue,
+        activities=acts,
+        max_concurrent_activities=settings.max_concurrent_activities,
+        max_heartbeat_throttle_interval=throttle,
+    )
+    return [shared, host]
+
+
+async def run_worker(settings: Settings | None = None, stop: asyncio.Event | None = None) -> None:
+    settings = settings or get_settings()
+    become_subreaper()
+    client = await connect(settings)
+    workers = build_workers(client, settings)
+    log.info("worker polling %s and %s", settings.task_queue, settings.host_task_queue)
+    async with workers[0], workers[1]:
+        if stop is None:
+            await asyncio.Event().wait()
+        else:
+            await stop.wait()
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO)
+    asyncio.run(run_worker())
