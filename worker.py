@@ -51,6 +51,9 @@ def build_workers(client: Client, settings: Settings) -> list[Worker]:
     # throttles heartbeats to 80% of the heartbeat timeout by default: cap it so that
     # "stop" stops within seconds, not a minute.
     throttle = timedelta(seconds=max(1.0, settings.heartbeat_seconds))
+    # On shutdown, running activities get this long to finish before they are cancelled
+    # (and their process trees stopped); the workflow then retries them elsewhere.
+    grace = timedelta(seconds=settings.worker_graceful_shutdown_seconds)
     shared = Worker(
         client,
         task_queue=settings.task_queue,
@@ -59,6 +62,7 @@ def build_workers(client: Client, settings: Settings) -> list[Worker]:
         activity_executor=ThreadPoolExecutor(4),
         max_concurrent_activities=4,
         max_heartbeat_throttle_interval=throttle,
+        graceful_shutdown_timeout=grace,
     )
     host = Worker(
         client,
@@ -66,8 +70,17 @@ def build_workers(client: Client, settings: Settings) -> list[Worker]:
         activities=acts,
         max_concurrent_activities=settings.max_concurrent_activities,
         max_heartbeat_throttle_interval=throttle,
+        graceful_shutdown_timeout=grace,
     )
-    return [shared, host]
+    agents = Worker(
+        client,
+        task_queue=settings.agent_task_queue,
+        activities=acts,
+        max_concurrent_activities=settings.max_concurrent_agents,
+        max_heartbeat_throttle_interval=throttle,
+        graceful_shutdown_timeout=grace,
+    )
+    return [shared, host, agents]
 
 
 async def run_worker(settings: Settings | None = None, stop: asyncio.Event | None = None) -> None:
@@ -75,8 +88,8 @@ async def run_worker(settings: Settings | None = None, stop: asyncio.Event | Non
     become_subreaper()
     client = await connect(settings)
     workers = build_workers(client, settings)
-    log.info("worker polling %s and %s", settings.task_queue, settings.host_task_queue)
-    async with workers[0], workers[1]:
+    log.info("worker polling %s", ", ".join(w.task_queue for w in workers))
+    async with workers[0], workers[1], workers[2]:
         if stop is None:
             await asyncio.Event().wait()
         else:

@@ -94,6 +94,7 @@ class WorkspaceActivities:
             base_commit=base,
             branch=branch,
             task_queue=self.deps.settings.host_task_queue,
+            agent_task_queue=self.deps.settings.agent_task_queue,
             source_path=source_path,
         )
         events.emit("phase_completed", phase="prepare", workspace=str(dest), base_commit=base)

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 # Work order input
 # ---------------------------------------------------------------------------
 
-KNOWN_AGENT_DRIVERS = ("command",)
+KNOWN_AGENT_DRIVERS = ("command", "claude-code", "codex", "opencode")
 WORK_ORDER_ID_PATTERN = r"^wo_[0-9a-z]{10,40}$"
 
 
@@ -119,7 +119,7 @@ class GateSpec(_Strict):
 class WorkOrderRequest(_Strict):
     """What a caller submits. Validation errors name the field."""
 
-    task_prompt: str = Field(min_length=1, max_length=200_000)
+    task_prompt: str = Field(max_length=200_000, description="What the agent must do.")
     workspace_source: WorkspaceSource
     agent: AgentSpec
     max_iterations: int = Field(default=3, ge=1, le=200)
@@ -178,6 +178,9 @@ class WorkspaceInfo(_Strict):
     base_commit: str
     branch: str
     task_queue: str = Field(description="Queue of the worker that holds this workspace on disk.")
+    agent_task_queue: str | None = Field(
+        default=None, description="That worker's agent-slot queue: its size is the worker's agent capacity."
+    )
     source_path: str | None = Field(default=None, description="Local source repository to deliver the branch to.")
 
 
@@ -270,12 +273,19 @@ class GateOutcome(_Strict):
     output_bytes: int = 0
     excerpt: str = Field(default="", description="The tail of the output, bounded, for summaries.")
     timed_out: bool = False
+    level: str | None = Field(default=None, description="Verification level: integrity, L0, L1, L2 or L3.")
+    kind: str | None = Field(default=None, description="What the check is: test, lint, typecheck, secret, ...")
 
 
 class VerificationSummary(_Strict):
     passed: bool
     gates: list[GateOutcome] = Field(default_factory=list)
     report_ref: str
+    progress: float | None = Field(default=None, description="Fraction of planned checks passing, 0..1.")
+    failed_level: str | None = None
+    integrity_violations: list[str] = Field(default_factory=list, description="Typed reasons the diff weakened gates.")
+    warnings: int = 0
+    plan_source: str | None = None
 
     @property
     def failed_gates(self) -> list[GateOutcome]:

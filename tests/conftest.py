@@ -73,7 +73,7 @@ def settings(tmp_path: Path) -> Settings:
 @asynccontextmanager
 async def running_worker(env: WorkflowEnvironment, settings: Settings):
     workers = build_workers(env.client, settings)
-    async with workers[0], workers[1]:
+    async with workers[0], workers[1], workers[2]:
         yield
 
 
@@ -89,3 +89,38 @@ DEMO_AGENT = f"{sys.executable} -m agentgate.demo.agent"
 
 def pytest_configure(config):
     os.environ.setdefault("PYTHONDONTWRITEBYTECODE", "1")
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@asynccontextmanager
+async def running_api(env: WorkflowEnvironment, settings: Settings):
+    """The real API app served by uvicorn on a free loopback port, in this event loop."""
+    import asyncio
+
+    import httpx
+
+    from agentgate.embedded import _QuietServer
+    from api.app import create_app
+
+    port = free_port()
+    import uvicorn
+
+    server = _QuietServer(
+        uvicorn.Config(create_app(settings, client=env.client), host="127.0.0.1", port=port, log_level="warning")
+    )
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        await asyncio.sleep(0.02)
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
+            yield http
+    finally:
+        server.should_exit = True
+        await task

@@ -87,11 +87,21 @@ class WorkOrderWorkflow:
         self.started_at = None
         self.ended_at = None
         self.session_id: str | None = None
+        self.finished = False  # delivery and records done: only then is the coarse status terminal
+        self.admitted = False  # an agent slot was granted: "queued" becomes "running"
 
     # -- queries ---------------------------------------------------------------------
     @workflow.query(name="status")
     def status(self) -> RunOutcome:
         return self._outcome()
+
+    @workflow.signal(name="agent_started")
+    def agent_started(self, iteration: int) -> None:
+        """Sent by the build activity as its first act: the run holds an agent slot now."""
+        if not self.admitted:
+            self.admitted = True
+            if not self.sm.terminal:
+                self._publish_state()
 
     # -- main ------------------------------------------------------------------------
     @workflow.run
@@ -155,6 +165,7 @@ class WorkOrderWorkflow:
             self._apply(RunEvent.BUILD_STARTED if n == 1 else RunEvent.FEEDBACK_GENERATED)
 
             agent = await self._phase(record, "build", self._build(n, feedback_ref))
+            self.admitted = True
             record.agent = agent
             self.session_id = agent.session_id or self.session_id
             if not agent.success:
@@ -236,7 +247,7 @@ class WorkOrderWorkflow:
                 timeout=timeout,
                 heartbeat=60,
                 retry=AGENT_RETRY,
-                task_queue=self.workspace.task_queue,
+                task_queue=self.workspace.agent_task_queue or self.workspace.task_queue,
             )
         except ActivityError as err:
             _reraise_cancellation(err)
@@ -265,9 +276,13 @@ class WorkOrderWorkflow:
     async def _phase(self, record: IterationRecord, name: str, coro):
         started = workflow.now()
         try:
-            return await coro
-        finally:
+            result = await coro
+        except (Exception, asyncio.CancelledError):
+            # Not `finally`: on eviction the coroutine is closed (GeneratorExit) outside the workflow loop.
             record.phases.append(PhaseTiming(phase=name, started_at=started, ended_at=workflow.now()))
+            raise
+        record.phases.append(PhaseTiming(phase=name, started_at=started, ended_at=workflow.now()))
+        return result
 
     async def _close_iteration(self, record: IterationRecord) -> None:
         record.ended_at = workflow.now()
@@ -304,6 +319,8 @@ class WorkOrderWorkflow:
                     message=f"delivery failed: {err.cause or err}",
                 )
         self.ended_at = workflow.now()
+        self.finished = True
+        self._publish_state()
         await self._act(
             RecordActivities.finalize_run,
             FinalizeInput(ctx=self.ctx, work_order=self.order, outcome=self._outcome()),
@@ -369,7 +386,9 @@ class WorkOrderWorkflow:
         return BuildError(type=kind, message=message, phase=phase, iteration=n)
 
     def _status(self) -> RunStatus:
-        if self.sm.state == RunState.QUEUED:
+        if self.sm.terminal and not self.finished:
+            return RunStatus.RUNNING
+        if not self.sm.terminal and (self.sm.state in (RunState.QUEUED, RunState.LEASED) or not self.admitted):
             return RunStatus.QUEUED
         if self.sm.state == RunState.SUCCEEDED:
             return RunStatus.SUCCEEDED

@@ -1,0 +1,347 @@
+"""`agentgate` command line: the embedded stack, a worker, the API, and work orders via the API.
+
+Exit codes scripts can rely on: 0 success (a waited-for run passed), 1 the run did not
+pass, 2 bad input, 3 the service is unreachable or failed, 4 the run was canceled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+
+from agentgate.client import AgentGateClient, ApiRequestError
+from agentgate.config import ConfigError, Settings
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_UNAVAILABLE, EXIT_CANCELED = 0, 1, 2, 3, 4
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="AgentGate: run coding agents until verified.")
+out = Console()
+err = Console(stderr=True)
+
+
+def _settings() -> Settings:
+    try:
+        return Settings()
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = str(first["loc"][0]).upper() if first.get("loc") else "CONFIG_FILE"
+        _fail(EXIT_BAD_INPUT, f"invalid setting AGENTGATE_{where}: {first['msg']}")
+        raise  # unreachable
+    except ConfigError as exc:
+        _fail(EXIT_BAD_INPUT, str(exc))
+        raise  # unreachable
+
+
+def _fail(code: int, message: str) -> None:
+    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def _client(settings: Settings) -> AgentGateClient:
+    url = os.environ.get("AGENTGATE_API_URL") or settings.api_url
+    return AgentGateClient(url, api_key=os.environ.get("AGENTGATE_API_KEY") or settings.api_key)
+
+
+def _api_failure(exc: ApiRequestError) -> None:
+    if exc.status == 0 or exc.status >= 500:
+        _fail(EXIT_UNAVAILABLE, exc.message)
+    if exc.status == 404:
+        _fail(EXIT_BAD_INPUT, exc.message)
+    _fail(EXIT_BAD_INPUT, exc.message)
+
+
+def _result_code(outcome: dict[str, Any]) -> int:
+    if outcome.get("status") == "succeeded":
+        return EXIT_OK
+    if outcome.get("status") == "canceled":
+        return EXIT_CANCELED
+    return EXIT_FAILED
+
+
+# -- stack ------------------------------------------------------------------------------
+
+
+@app.command()
+def up() -> None:
+    """Run the embedded stack in the foreground: Temporal dev server + Web UI, a worker, the API."""
+    from agentgate.embedded import StackError, run_stack
+    from agentgate.logs import configure_basic_logging
+
+    configure_basic_logging()
+    try:
+        asyncio.run(run_stack(_settings()))
+    except (StackError, ConfigError) as exc:
+        _fail(EXIT_UNAVAILABLE, str(exc))
+    time.sleep(0.3)  # let the SDK's runtime threads wind down before the interpreter exits
+
+
+@app.command()
+def down(timeout: float = 60) -> None:
+    """Stop an embedded stack started by `agentgate up` or `agentgate demo` (by its recorded PID)."""
+    from agentgate.embedded import PID_FILE, read_pid_file
+
+    settings = _settings()
+    info = read_pid_file(settings)
+    if info is None:
+        out.print("no embedded stack is running")
+        return
+    pid = int(info["pid"])
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        (settings.home_dir / PID_FILE).unlink(missing_ok=True)
+        out.print("no embedded stack is running (removed a stale PID file)")
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            out.print(f"stopped the embedded stack (pid {pid})")
+            return
+        time.sleep(0.2)
+    _fail(EXIT_UNAVAILABLE, f"the embedded stack (pid {pid}) did not stop within {timeout:.0f} s")
+
+
+@app.command()
+def worker() -> None:
+    """Run a worker against the configured Temporal (AGENTGATE_TEMPORAL_ADDRESS)."""
+    from agentgate.logs import configure_basic_logging
+    from worker import run_worker
+
+    configure_basic_logging()
+    stop_requested = asyncio.Event()
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop_requested.set)
+        await run_worker(_settings(), stop_requested)
+
+    asyncio.run(main())
+    time.sleep(0.3)
+
+
+@app.command()
+def api() -> None:
+    """Run the HTTP API against the configured Temporal."""
+    import uvicorn
+
+    from agentgate.logs import configure_basic_logging
+    from api.app import create_app
+
+    configure_basic_logging()
+    settings = _settings()
+    uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port, log_level="info")
+
+
+# -- work orders ----------------------------------------------------------------------------
+
+
+@app.command()
+def submit(
+    prompt: Annotated[str, typer.Option("--prompt", help="The task for the agent.")],
+    path: Annotated[Path | None, typer.Option("--path", help="A local git repository (not modified in place).")] = None,
+    git_url: Annotated[str | None, typer.Option("--git-url", help="A git URL to clone instead of --path.")] = None,
+    agent: Annotated[str, typer.Option("--agent", help="Agent driver name.")] = "command",
+    agent_command: Annotated[
+        str | None, typer.Option("--agent-command", help="Shell command (command driver).")
+    ] = None,
+    gate: Annotated[list[str] | None, typer.Option("--gate", help="A gate command; repeatable.")] = None,
+    max_iterations: Annotated[int, typer.Option("--max-iterations")] = 3,
+    max_wall_clock: Annotated[float, typer.Option("--max-wall-clock", help="Seconds.")] = 3600,
+    priority: Annotated[int, typer.Option("--priority", help="1 (most urgent) .. 5")] = 3,
+    label: Annotated[list[str] | None, typer.Option("--label")] = None,
+    wait: Annotated[bool, typer.Option("--wait", help="Wait until the run ends; exit code says how.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON only.")] = False,
+) -> None:
+    """Submit a work order to the API."""
+    if (path is None) == (git_url is None):
+        _fail(EXIT_BAD_INPUT, "give exactly one of --path DIR or --git-url URL")
+    if path is not None:
+        resolved = path.expanduser().resolve()
+        if not resolved.is_dir():
+            _fail(EXIT_BAD_INPUT, f"--path {path}: no such directory")
+        if not (resolved / ".git").exists():
+            _fail(EXIT_BAD_INPUT, f"--path {path}: not a git repository (run `git init` there first)")
+        source: dict[str, Any] = {"type": "local", "path": str(resolved)}
+    else:
+        source = {"type": "git", "url": git_url}
+    if not prompt.strip():
+        _fail(EXIT_BAD_INPUT, "--prompt must not be empty")
+    body = {
+        "task_prompt": prompt,
+        "workspace_source": source,
+        "agent": {"driver": agent, "command": agent_command},
+        "gates": gate or [],
+        "max_iterations": max_iterations,
+        "max_wall_clock_seconds": max_wall_clock,
+        "priority": priority,
+        "labels": label or [],
+    }
+    settings = _settings()
+    with _client(settings) as client:
+        try:
+            created = client.submit(body)
+        except ApiRequestError as exc:
+            _api_failure(exc)
+            return
+        if not wait:
+            _emit(created, as_json, lambda d: f"submitted {d['id']} ({d['status']})")
+            return
+        outcome = _wait(client, created["id"], quiet=as_json)
+    _emit(_compact(outcome), as_json, lambda d: _describe(d, settings))
+    raise typer.Exit(_result_code(outcome))
+
+
+@app.command()
+def status(work_order_id: str, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Show a work order's state, result and iterations."""
+    settings = _settings()
+    with _client(settings) as client:
+        try:
+            outcome = client.get(work_order_id)
+        except ApiRequestError as exc:
+            _api_failure(exc)
+            return
+    _emit(_compact(outcome) if not as_json else outcome, as_json, lambda d: _describe(d, settings))
+
+
+@app.command("list")
+def list_cmd(
+    status_filter: Annotated[str | None, typer.Option("--status")] = None,
+    limit: Annotated[int, typer.Option("--limit")] = 50,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """List work orders, newest first."""
+    with _client(_settings()) as client:
+        try:
+            items = client.list(status_filter, limit)
+        except ApiRequestError as exc:
+            _api_failure(exc)
+            return
+    if as_json:
+        out.print_json(json.dumps(items))
+        return
+    from rich.table import Table
+
+    table = Table("id", "status", "state", "result", "agent", "created")
+    for row in items:
+        table.add_row(row["id"], row["status"] or "", row["state"] or "", row["result"] or "", row["agent"] or "",
+                      (row["created_at"] or "")[:19])  # fmt: skip
+    out.print(table)
+
+
+@app.command()
+def cancel(work_order_id: str) -> None:
+    """Cancel a queued or running work order (the agent process tree is stopped)."""
+    with _client(_settings()) as client:
+        try:
+            client.cancel(work_order_id)
+        except ApiRequestError as exc:
+            if exc.status == 409:
+                _fail(EXIT_FAILED, exc.message)
+            _api_failure(exc)
+    out.print(f"cancel requested for {work_order_id}")
+
+
+@app.command()
+def demo(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Start the embedded stack if needed, run the sample work order to `passed`, show where to look."""
+    from agentgate.demo.runner import run_demo
+
+    raise typer.Exit(run_demo(_settings(), as_json=as_json))
+
+
+# -- output helpers -----------------------------------------------------------------------
+
+
+def _wait(client: AgentGateClient, work_order_id: str, quiet: bool, poll: float = 0.5) -> dict[str, Any]:
+    last = None
+    while True:
+        try:
+            outcome = client.get(work_order_id)
+        except ApiRequestError as exc:
+            _api_failure(exc)
+            raise
+        marker = (outcome.get("status"), outcome.get("state"), outcome.get("iterations"))
+        if marker != last and not quiet:
+            iteration = outcome.get("iterations") or 0
+            err.print(f"  iteration {iteration} · {outcome.get('state')}", highlight=False)
+            last = marker
+        if outcome.get("status") in ("succeeded", "failed", "canceled"):
+            return outcome
+        time.sleep(poll)
+
+
+def _compact(outcome: dict[str, Any]) -> dict[str, Any]:
+    delivery = outcome.get("delivery") or {}
+    return {
+        "id": outcome.get("id") or outcome.get("work_order_id"),
+        "run_id": outcome.get("run_id"),
+        "status": outcome.get("status"),
+        "state": outcome.get("state"),
+        "result": outcome.get("result"),
+        "iterations": outcome.get("iterations"),
+        "partial": outcome.get("partial"),
+        "error": outcome.get("error"),
+        "error_type": (outcome.get("build_error") or {}).get("type"),
+        "branch": delivery.get("branch"),
+        "commit": delivery.get("commit"),
+        "delivered_to": delivery.get("target"),
+        "tokens": outcome.get("tokens"),
+        "cost_usd": outcome.get("cost_usd"),
+        "links": outcome.get("links"),
+    }
+
+
+def _describe(d: dict[str, Any], settings: Settings) -> str:
+    lines = [f"{d['id']}: {d['status']} ({d['state']})" + (f", result {d['result']}" if d.get("result") else "")]
+    if d.get("iterations") is not None:
+        lines.append(f"  iterations  {d['iterations']}")
+    if d.get("error"):
+        lines.append(f"  error       [{d.get('error_type')}] {d['error']}")
+    if d.get("branch"):
+        lines.append(f"  branch      {d['branch']} @ {(d.get('commit') or '')[:12]} in {d.get('delivered_to')}")
+    links = d.get("links") or {}
+    if links.get("temporal_ui"):
+        lines.append(f"  Temporal UI {links['temporal_ui']}")
+    if links.get("artifacts"):
+        lines.append(f"  artifacts   {links['artifacts']}")
+    return "\n".join(lines)
+
+
+def _emit(data: dict[str, Any], as_json: bool, human) -> None:
+    if as_json:
+        sys.stdout.write(json.dumps(data) + "\n")
+    else:
+        out.print(human(data), highlight=False, soft_wrap=True)
+
+
+def _spawn_detached_stack(settings: Settings) -> subprocess.Popen:
+    log_dir = settings.home_dir / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log = open(log_dir / "up.log", "ab")  # noqa: SIM115 - handed to the child
+    return subprocess.Popen(
+        [sys.executable, "-m", "agentgate.cli", "up"], stdout=log, stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,210 @@
+"""Operations on work orders against Temporal, shared by the HTTP API and the tests.
+
+The API routes stay thin: they validate, call one function here, and shape the answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
+from temporalio.common import (
+    Priority,
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+)
+from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from agentgate import search_attributes as sa
+from agentgate.artifacts import ArtifactStore
+from agentgate.config import Settings
+from agentgate.ids import new_work_order_id
+from agentgate.models import RunContext, RunOutcome, RunStatus, WorkOrder, WorkOrderRequest
+from workflows.work_order import WorkOrderWorkflow
+
+WORKFLOW_TYPE = "WorkOrderWorkflow"
+
+
+class WorkOrderNotFound(LookupError):
+    pass
+
+
+class WorkOrderConflict(Exception):
+    pass
+
+
+def idempotent_id(key: str) -> str:
+    """A stable work-order id for an Idempotency-Key: the same key always names the same order."""
+    digest = hashlib.sha256(key.encode()).digest()
+    alphabet = "0123456789abcdefghjkmnpqrstvwxyz"
+    value = int.from_bytes(digest[:20], "big")
+    chars = []
+    for _ in range(30):
+        chars.append(alphabet[value & 31])
+        value >>= 5
+    return "wo_k" + "".join(chars)
+
+
+def make_work_order(request: WorkOrderRequest, idempotency_key: str | None = None) -> WorkOrder:
+    wo_id = idempotent_id(idempotency_key) if idempotency_key else new_work_order_id()
+    return WorkOrder(**request.model_dump(), id=wo_id, created_at=datetime.now(UTC))
+
+
+def initial_search_attributes(order: WorkOrder) -> TypedSearchAttributes:
+    pairs = [
+        SearchAttributePair(sa.STATUS, RunStatus.QUEUED.value),
+        SearchAttributePair(sa.STATE, "queued"),
+        SearchAttributePair(sa.PRIORITY, order.priority),
+        SearchAttributePair(sa.AGENT, order.agent.driver),
+        SearchAttributePair(sa.REPO, order.repo_label()[:200]),
+    ]
+    if order.labels:
+        pairs.append(SearchAttributePair(sa.LABELS, order.labels))
+    return TypedSearchAttributes(pairs)
+
+
+async def start_work_order(
+    client: Client, settings: Settings, order: WorkOrder, *, rerun: bool = False
+) -> tuple[WorkflowHandle, bool]:
+    """Start the run; returns (handle, created). An existing order with the same id is returned, not duplicated."""
+    try:
+        handle = await client.start_workflow(
+            WorkOrderWorkflow.run,
+            order,
+            id=order.id,
+            task_queue=settings.task_queue,
+            search_attributes=initial_search_attributes(order),
+            priority=Priority(priority_key=order.priority),
+            static_summary=order.task_prompt[:200],
+            id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE if rerun else WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+        )
+        return handle, True
+    except WorkflowAlreadyStartedError:
+        if rerun:
+            raise WorkOrderConflict(f"work order {order.id} is still running; cancel it or wait") from None
+        return client.get_workflow_handle(order.id), False
+
+
+async def original_work_order(client: Client, work_order_id: str) -> WorkOrder:
+    """The work order as first submitted, decoded from the start event of its latest run's history."""
+    handle = client.get_workflow_handle(work_order_id)
+    try:
+        history = await handle.fetch_history()
+    except RPCError as err:
+        if err.status == RPCStatusCode.NOT_FOUND:
+            raise WorkOrderNotFound(work_order_id) from err
+        raise
+    attrs = history.events[0].workflow_execution_started_event_attributes
+    [order] = await client.data_converter.decode(attrs.input.payloads, [WorkOrder])
+    return order
+
+
+async def rerun_work_order(client: Client, settings: Settings, work_order_id: str) -> WorkflowHandle:
+    order = await original_work_order(client, work_order_id)
+    order = order.model_copy(update={"created_at": datetime.now(UTC)})
+    handle, _ = await start_work_order(client, settings, order, rerun=True)
+    return handle
+
+
+async def list_runs(client: Client, work_order_id: str) -> list[dict]:
+    runs = []
+    async for wf in client.list_workflows(f'WorkflowId="{work_order_id}"'):
+        attrs = wf.typed_search_attributes
+        runs.append(
+            {
+                "run_id": wf.run_id,
+                "execution_status": wf.status.name.lower() if wf.status else None,
+                "status": attrs.get(sa.STATUS),
+                "result": attrs.get(sa.RESULT),
+                "started_at": wf.start_time.isoformat() if wf.start_time else None,
+                "closed_at": wf.close_time.isoformat() if wf.close_time else None,
+            }
+        )
+    runs.sort(key=lambda r: r["started_at"] or "")
+    return runs
+
+
+def _status_from_execution(status: WorkflowExecutionStatus | None) -> RunStatus | None:
+    if status in (WorkflowExecutionStatus.CANCELED,):
+        return RunStatus.CANCELED
+    if status in (
+        WorkflowExecutionStatus.TERMINATED,
+        WorkflowExecutionStatus.TIMED_OUT,
+        WorkflowExecutionStatus.FAILED,
+    ):
+        return RunStatus.FAILED
+    return None
+
+
+async def get_outcome(client: Client, settings: Settings, work_order_id: str) -> RunOutcome:
+    """The run's current picture: from the workflow's `status` query, or from run.json when that fails."""
+    handle = client.get_workflow_handle(work_order_id)
+    try:
+        desc = await handle.describe()
+    except RPCError as err:
+        if err.status == RPCStatusCode.NOT_FOUND:
+            raise WorkOrderNotFound(work_order_id) from err
+        raise
+    outcome: RunOutcome | None = None
+    try:
+        outcome = await asyncio.wait_for(handle.query(WorkOrderWorkflow.status), timeout=5)
+    except Exception:  # no worker to answer, or a run that ended before it started
+        outcome = _outcome_from_artifacts(settings, work_order_id, desc.run_id)
+    if outcome is None:
+        outcome = RunOutcome(work_order_id=work_order_id, run_id=desc.run_id, status=RunStatus.QUEUED, state="queued")
+    forced = _status_from_execution(desc.status)
+    if forced is not None and outcome.status not in (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELED):
+        outcome.status = forced
+        outcome.state = forced.value
+        if desc.status == WorkflowExecutionStatus.TERMINATED:
+            outcome.result = "failed_error"
+            outcome.error = outcome.error or "the workflow was terminated"
+    return outcome
+
+
+def _outcome_from_artifacts(settings: Settings, work_order_id: str, run_id: str) -> RunOutcome | None:
+    store = ArtifactStore(settings.runs_dir)
+    ctx = RunContext(work_order_id=work_order_id, run_id=run_id)
+    try:
+        return RunOutcome.model_validate(json.loads(store.read_text(ctx, "run.json")))
+    except (OSError, ValueError):
+        return None
+
+
+async def list_work_orders(client: Client, *, status: str | None = None, limit: int = 50) -> list[dict]:
+    query = f'WorkflowType="{WORKFLOW_TYPE}"'
+    if status:
+        query += f' AND AgentGateStatus="{status}"'
+    rows = []
+    async for wf in client.list_workflows(query, limit=limit):
+        attrs = wf.typed_search_attributes
+        rows.append(
+            {
+                "id": wf.id,
+                "run_id": wf.run_id,
+                "status": attrs.get(sa.STATUS),
+                "state": attrs.get(sa.STATE),
+                "result": attrs.get(sa.RESULT),
+                "agent": attrs.get(sa.AGENT),
+                "repository": attrs.get(sa.REPO),
+                "priority": attrs.get(sa.PRIORITY),
+                "labels": list(attrs.get(sa.LABELS) or []),
+                "created_at": wf.start_time.isoformat() if wf.start_time else None,
+                "closed_at": wf.close_time.isoformat() if wf.close_time else None,
+            }
+        )
+        if len(rows) >= limit:
+            break
+    return rows
+
+
+def artifacts_dir(settings: Settings, outcome: RunOutcome) -> Path:
+    return settings.runs_dir / outcome.work_order_id / outcome.run_id
