@@ -30,6 +30,7 @@ down: install
 	@$(VENV)/bin/agentgate down
 
 test: install
+	@bash scripts/install-agent-clis.sh
 	@$(VENV)/bin/ruff check .
 	@$(VENV)/bin/pytest -q
 

@@ -3,12 +3,20 @@
 The activity heartbeats with progress while the agent runs; Temporal delivers
 cancellation through that heartbeat, and `run_streaming` then stops the whole process
 tree before this activity returns (the workflow waits for that: WAIT_CANCELLATION_COMPLETED).
+
+After the run, the failure (if any) is classified by the table in `agentgate.agents.classify`:
+transient failures the CLI reports (rate limit, overload, server errors, dropped
+connections) are raised as retryable ApplicationErrors, so the activity's retry policy backs
+off and runs the iteration again; every other failure is returned as the summary's
+`BuildError` (authentication, bad arguments, max turns, crash, timeout, stall, cancel) with
+the CLI's own message, and `agent-<N>.json` records it all either way.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from pathlib import Path
 
 from temporalio import activity
@@ -16,23 +24,26 @@ from temporalio import activity
 from activities.deps import ActivityDeps
 from activities.errors import app_error
 from agentgate.agents import UnknownDriverError, get_driver
-from agentgate.agents.base import AgentEvent, AgentRequest, AgentResult
+from agentgate.agents.base import AgentEvent, AgentRequest, AgentResult, ParsedRun
+from agentgate.agents.classify import Classification, classify
 from agentgate.artifacts import tail_text
 from agentgate.events import RunEventLog
-from agentgate.models import AgentSummary, BuildError, BuildInput, ErrorType
+from agentgate.models import AgentSummary, BuildError, BuildInput, ErrorType, TokenUsage
 from agentgate.process import ProcessOutcome, run_streaming
 
 EXCERPT_CHARS = 4000
 
 
 class _Progress:
-    """Running totals for heartbeats and the live event stream."""
+    """Running totals for heartbeats and the live event stream: what a stuck or costly run looks like from outside."""
 
     def __init__(self) -> None:
+        self.started = time.monotonic()
         self.lines = 0
+        self.turns: int | None = None
         self.tool_calls = 0
         self.last_tool: str | None = None
-        self.tokens = 0
+        self.tokens = TokenUsage()
         self.cost_usd: float | None = None
 
     def observe(self, event: AgentEvent) -> None:
@@ -41,55 +52,70 @@ class _Progress:
             self.tool_calls += 1
             self.last_tool = event.tool.name
         if event.tokens is not None:
-            self.tokens += event.tokens.total
+            self.tokens = self.tokens + event.tokens
         if event.cost_usd is not None:
             self.cost_usd = event.cost_usd
+        if event.turns is not None:
+            self.turns = event.turns
 
     def details(self) -> dict:
         return {
+            "elapsed_s": round(time.monotonic() - self.started, 1),
             "lines": self.lines,
+            "turns": self.turns,
             "tool_calls": self.tool_calls,
             "last_tool": self.last_tool,
-            "tokens": self.tokens,
+            "tokens": self.tokens.total,
+            "tokens_by_kind": self.tokens.model_dump(),
             "cost_usd": self.cost_usd,
         }
 
 
-def classify_outcome(outcome: ProcessOutcome, parsed_error: bool, iteration: int) -> BuildError | None:
+def classify_outcome(
+    outcome: ProcessOutcome, parsed: ParsedRun, iteration: int, stderr: str = ""
+) -> tuple[BuildError | None, Classification | None]:
+    """The iteration's error, if any, and the table row that explains it (None for our own limits)."""
+
+    def err(kind: ErrorType, message: str) -> BuildError:
+        return BuildError(type=kind, message=message, phase="build", iteration=iteration, exit_code=outcome.exit_code)
+
     if outcome.canceled:
-        return BuildError(
-            type=ErrorType.CANCELED,
-            message="the agent was stopped by a cancel request",
-            phase="build",
-            iteration=iteration,
-            exit_code=outcome.exit_code,
-        )
+        return err(ErrorType.CANCELED, "the agent was stopped by a cancel request"), None
     if outcome.timed_out:
-        return BuildError(
-            type=ErrorType.AGENT_TIMEOUT,
-            message="the agent exceeded its iteration timeout",
-            phase="build",
-            iteration=iteration,
-            exit_code=outcome.exit_code,
-        )
+        return err(ErrorType.AGENT_TIMEOUT, "the agent exceeded its iteration timeout"), None
     if outcome.stalled:
-        return BuildError(
-            type=ErrorType.AGENT_STALLED,
-            message="the agent produced no output for its idle timeout",
-            phase="build",
-            iteration=iteration,
-            exit_code=outcome.exit_code,
-        )
-    if outcome.exit_code not in (0, None) or parsed_error:
-        kind = ErrorType.AGENT_TASK_FAILURE if parsed_error and outcome.exit_code == 0 else ErrorType.AGENT_CRASH
-        return BuildError(
-            type=kind,
-            message=f"the agent exited with code {outcome.exit_code}",
-            phase="build",
-            iteration=iteration,
-            exit_code=outcome.exit_code,
-        )
-    return None
+        return err(ErrorType.AGENT_STALLED, "the agent produced no output for its idle timeout"), None
+    if outcome.exit_code in (0, None) and not parsed.is_error:
+        return None, None
+    found = classify(
+        kind=parsed.error_kind,
+        status=parsed.api_error_status,
+        message=parsed.error_message,
+        stderr=stderr,
+        exit_code=outcome.exit_code,
+    )
+    cli_message = parsed.error_message or _last_line(stderr)
+    if found is not None:
+        message = f"{found.reason.replace('_', ' ')}: {cli_message}" if cli_message else found.reason
+        return err(found.error_type, message), found
+    kind = ErrorType.AGENT_TASK_FAILURE if parsed.is_error and outcome.exit_code == 0 else ErrorType.AGENT_CRASH
+    message = f"the agent exited with code {outcome.exit_code}"
+    return err(kind, f"{message}: {cli_message}" if cli_message else message), None
+
+
+def _last_line(text: str) -> str | None:
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[-1][:500] if lines else None
+
+
+async def _announce_start(ctx, iteration: int) -> None:
+    """Tell the workflow it holds an agent slot now ("queued" becomes "running"). Best effort:
+    a lost signal only delays the status change until the build returns."""
+    try:
+        handle = activity.client().get_workflow_handle(ctx.work_order_id, run_id=ctx.run_id)
+        await handle.signal("agent_started", iteration)
+    except Exception as exc:  # noqa: BLE001 - the build must not fail for a status signal
+        activity.logger.warning("could not signal agent_started: %s", exc)
 
 
 class BuildActivities:
@@ -101,6 +127,7 @@ class BuildActivities:
         ctx, n, order = inp.ctx, inp.iteration, inp.work_order
         store = self.deps.store
         events = RunEventLog(store, ctx, iteration=n)
+        await _announce_start(ctx, n)
         try:
             driver = get_driver(order.agent.driver)
         except UnknownDriverError as exc:
@@ -117,7 +144,10 @@ class BuildActivities:
             feedback_file=feedback_file,
             session_id=inp.session_id,
         )
-        invocation = driver.build_invocation(request)
+        try:
+            invocation = driver.build_invocation(request)
+        except (ValueError, TypeError) as exc:
+            raise app_error("invalid_input", f"agent {driver.name}: {exc}") from exc
         parser = driver.new_parser()
         progress = _Progress()
         stdout_ref, stderr_ref = f"agent-{n}.stdout.log", f"agent-{n}.stderr.log"
@@ -136,10 +166,10 @@ class BuildActivities:
 
         events.emit("phase_started", phase="build", driver=driver.name)
         heartbeat = asyncio.create_task(self._heartbeat(progress))
-        outcome: ProcessOutcome | None = None
+        outcome = ProcessOutcome(exit_code=None, duration_ms=0)
         options = order.agent.options
         try:
-            outcome = await run_streaming(
+            await run_streaming(
                 invocation.argv,
                 cwd=inp.workspace.path,
                 env=invocation.env,
@@ -148,36 +178,43 @@ class BuildActivities:
                 on_line=on_line,
                 timeout_seconds=float(options.get("iteration_timeout_seconds", 0)) or None,
                 idle_timeout_seconds=float(options.get("idle_timeout_seconds", 600)) or None,
-                grace_seconds=self.deps.settings.agent_grace_seconds,
+                grace_seconds=float(options.get("grace_seconds", self.deps.settings.agent_grace_seconds)),
                 stdin_data=invocation.stdin,
+                outcome=outcome,
             )
         except asyncio.CancelledError:
-            self._record(
-                ctx,
-                n,
-                driver.name,
-                invocation.argv,
-                parser.finish(),
-                stdout_ref,
-                stderr_ref,
-                ProcessOutcome(exit_code=None, duration_ms=0, canceled=True),
-            )
-            events.emit("phase_completed", phase="build", canceled=True)
+            outcome.canceled = True
+            self._record(ctx, n, driver.name, invocation.argv, parser.finish(), stdout_ref, stderr_ref, outcome)
+            events.emit("phase_completed", phase="build", canceled=True, survivors=outcome.survivors)
             raise
+        except OSError as exc:  # the CLI is missing or not executable: nothing ran, nothing to retry
+            store.path(ctx, stderr_ref).write_text(f"{invocation.argv[0]}: {exc}\n")
+            outcome.exit_code = 127 if isinstance(exc, FileNotFoundError) else 126
         finally:
             heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await heartbeat
 
         parsed = parser.finish()
-        result = self._record(ctx, n, driver.name, invocation.argv, parsed, stdout_ref, stderr_ref, outcome)
+        result, found = self._record(ctx, n, driver.name, invocation.argv, parsed, stdout_ref, stderr_ref, outcome)
         events.emit(
             "phase_completed",
             phase="build",
             success=result.success,
             exit_code=result.exit_code,
             duration_ms=result.duration_ms,
+            error_type=result.error.type.value if result.error else None,
+            retryable=bool(found and found.retryable),
         )
+        if found is not None and found.retryable and result.error is not None:
+            # Temporal's retry policy (AGENT_RETRY) backs off and runs this iteration again.
+            raise app_error(
+                result.error.type,
+                result.error.message,
+                retryable=True,
+                reason=found.reason,
+                result_ref=f"agent-{n}.json",
+            )
         return AgentSummary(
             success=result.success,
             exit_code=result.exit_code,
@@ -201,17 +238,15 @@ class BuildActivities:
 
     def _record(
         self, ctx, n, driver_name, argv, parsed, stdout_ref, stderr_ref, outcome: ProcessOutcome
-    ) -> AgentResult:
+    ) -> tuple[AgentResult, Classification | None]:
         store = self.deps.store
         stdout = _read_tail(store.path(ctx, stdout_ref))
         stderr = _read_tail(store.path(ctx, stderr_ref))
-        error = classify_outcome(outcome, parsed.is_error, n)
+        error, found = classify_outcome(outcome, parsed, n, tail_text(stderr, 8000))
         if error is not None:
             error.stdout_tail = tail_text(stdout, 2000)
             error.stderr_tail = tail_text(stderr, 2000)
             error.files = [f"agent-{n}.json", stdout_ref, stderr_ref]
-            if parsed.error_message:
-                error.message = f"{error.message}: {parsed.error_message}"
         result = AgentResult(
             driver=driver_name,
             iteration=n,
@@ -240,7 +275,7 @@ class BuildActivities:
             error=error,
         )
         store.persist_json(ctx, f"agent-{n}.json", result)
-        return result
+        return result, found
 
 
 def _read_tail(path: Path, limit: int = 64 * 1024) -> bytes:

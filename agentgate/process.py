@@ -167,8 +167,14 @@ async def run_streaming(
     idle_timeout_seconds: float | None = None,
     grace_seconds: float = 10.0,
     stdin_data: bytes | None = None,
+    outcome: ProcessOutcome | None = None,
 ) -> ProcessOutcome:
-    """Run `argv` to completion, a limit, or cancellation; the tree is gone when this returns."""
+    """Run `argv` to completion, a limit, or cancellation; the tree is gone when this returns.
+
+    Pass `outcome` to keep what is known when the call ends in `CancelledError` (which
+    carries no return value): the caller then still records `canceled`, the byte counts
+    and the survivors of a canceled run.
+    """
     token = uuid.uuid4().hex
     child_env = dict(env)
     child_env[TOKEN_VAR] = token
@@ -200,7 +206,16 @@ async def run_streaming(
         await proc.stdin.drain()
         proc.stdin.close()
 
-    outcome = ProcessOutcome(exit_code=None, duration_ms=0, pid=proc.pid)
+    if outcome is None:
+        outcome = ProcessOutcome(exit_code=None, duration_ms=0)
+    outcome.pid = proc.pid
+
+    def _fill() -> None:
+        outcome.exit_code = proc.returncode
+        outcome.duration_ms = int((time.monotonic() - started) * 1000)
+        outcome.stdout_bytes = counter["stdout"]
+        outcome.stderr_bytes = counter["stderr"]
+
     waiter = asyncio.ensure_future(proc.wait())
     try:
         while not waiter.done():
@@ -222,18 +237,35 @@ async def run_streaming(
                 break
     except asyncio.CancelledError:
         outcome.canceled = True
-        outcome.survivors = await terminate_tree(pgid, token, grace_seconds)
-        await _settle(waiter, pumps)
+        # A second cancel (Temporal may deliver more than one) must not cut the cleanup short.
+        outcome.survivors = await _finish_despite_cancel(terminate_tree(pgid, token, grace_seconds))
+        await _finish_despite_cancel(_settle(waiter, pumps))
+        _fill()
         raise
     if not waiter.done() or find_marked_processes(token):
         # A limit was hit, or the main process exited leaving descendants behind.
-        outcome.survivors = await terminate_tree(pgid, token, grace_seconds)
-    await _settle(waiter, pumps)
-    outcome.exit_code = proc.returncode
-    outcome.duration_ms = int((time.monotonic() - started) * 1000)
-    outcome.stdout_bytes = counter["stdout"]
-    outcome.stderr_bytes = counter["stderr"]
+        outcome.survivors = await _finish_despite_cancel(terminate_tree(pgid, token, grace_seconds))
+    await _finish_despite_cancel(_settle(waiter, pumps))
+    _fill()
     return outcome
+
+
+async def _finish_despite_cancel(coro):
+    """Await `coro` to its end even if this task is canceled meanwhile; re-raise the cancel afterwards."""
+    task = asyncio.ensure_future(coro)
+    canceled = False
+    while True:
+        try:
+            result = await asyncio.shield(task)
+            break
+        except asyncio.CancelledError:
+            if task.done():
+                result = task.result()
+                break
+            canceled = True
+    if canceled:
+        raise asyncio.CancelledError()
+    return result
 
 
 async def _settle(waiter: asyncio.Future, pumps: asyncio.Future) -> None:

@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 from agentgate.agents.base import AgentDriver
+from agentgate.agents.claude_code import ClaudeCodeDriver
+from agentgate.agents.codex import CodexDriver
 from agentgate.agents.command import CommandDriver
+from agentgate.agents.opencode import OpenCodeDriver
 
-_DRIVERS: dict[str, type] = {"command": CommandDriver}
+_DRIVERS: dict[str, type] = {
+    "command": CommandDriver,
+    "claude-code": ClaudeCodeDriver,
+    "codex": CodexDriver,
+    "opencode": OpenCodeDriver,
+}
 
 
 class UnknownDriverError(LookupError):

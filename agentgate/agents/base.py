@@ -4,6 +4,14 @@ A driver turns an `AgentRequest` into an `AgentInvocation` (argv, environment, s
 supplies a fresh `OutputParser` per run. The build activity owns the process (start,
 stream, heartbeat, stop); drivers never touch processes, so process control is written
 once and every driver gets it.
+
+The child's environment is built by `base_environment`: the allowlist below, AgentGate's
+own `AGENTGATE_*` variables, the secrets the work order names, and nothing else — a
+worker's cloud credentials must not leak into an agent that runs arbitrary commands.
+A work order names variables to copy from the worker's environment with
+`agent.options["env_passthrough"] = ["ANTHROPIC_API_KEY", ...]`; a named variable the
+worker does not have is simply absent (the CLI then reports its own, classified, error).
+Drivers may remove variables afterwards (claude-code's subscription mode drops API keys).
 """
 
 from __future__ import annotations
@@ -39,6 +47,7 @@ class AgentEvent(BaseModel):
     tool: ToolCall | None = None
     tokens: TokenUsage | None = None
     cost_usd: float | None = None
+    turns: int | None = Field(default=None, description="Turns so far, when the agent's stream says.")
     stream: str | None = None
 
 
@@ -105,6 +114,7 @@ class ParsedRun:
     is_error: bool = False
     error_message: str | None = None
     error_kind: str | None = None
+    api_error_status: int | None = None
     unparsed_lines: int = 0
 
 
@@ -134,5 +144,16 @@ def base_environment(request: AgentRequest) -> dict[str, str]:
     )
     if request.feedback_file:
         env["AGENTGATE_FEEDBACK_FILE"] = request.feedback_file
+    for name in passthrough_names(request.work_order):
+        if name in os.environ:
+            env[name] = os.environ[name]
     env.update(request.extra_env)
     return env
+
+
+def passthrough_names(order: WorkOrder) -> list[str]:
+    """The worker variables a work order asked to pass through (`agent.options["env_passthrough"]`)."""
+    names = order.agent.options.get("env_passthrough") or []
+    if isinstance(names, str):
+        names = [n for n in names.replace(",", " ").split() if n]
+    return [str(n) for n in names if str(n) and str(n) != "AGENTGATE_PROCESS_TOKEN"]
