@@ -16,11 +16,14 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.build import BuildActivities
+from activities.delivery import delivery_activities
 from activities.deps import ActivityDeps
 from activities.records import RecordActivities
 from activities.verify import VerifyActivities
 from activities.workspace import WorkspaceActivities
 from agentgate.config import Settings, get_settings
+from agentgate.observability.metrics import start_metrics_server
+from agentgate.observability.tracing import shutdown_tracing, temporal_interceptors
 from agentgate.process import become_subreaper
 from agentgate.temporal_client import connect
 from workflows.work_order import WorkOrderWorkflow
@@ -41,6 +44,7 @@ def activity_functions(deps: ActivityDeps) -> list:
         records.record_run_started,
         records.record_iteration,
         records.finalize_run,
+        *delivery_activities(deps),
     ]
 
 
@@ -86,14 +90,21 @@ def build_workers(client: Client, settings: Settings) -> list[Worker]:
 async def run_worker(settings: Settings | None = None, stop: asyncio.Event | None = None) -> None:
     settings = settings or get_settings()
     become_subreaper()
-    client = await connect(settings)
+    metrics_server = None
+    try:
+        metrics_server, _ = start_metrics_server(settings.metrics_host, settings.metrics_port)
+    except OSError as exc:  # a taken port must not keep the worker from working; it is reported
+        log.error("worker metrics not served on %s:%s: %s", settings.metrics_host, settings.metrics_port, exc)
+    client = await connect(settings, interceptors=temporal_interceptors("agentgate-worker"))
     workers = build_workers(client, settings)
     log.info("worker polling %s", ", ".join(w.task_queue for w in workers))
     async with workers[0], workers[1], workers[2]:
-        if stop is None:
-            await asyncio.Event().wait()
-        else:
-            await stop.wait()
+        try:
+            await (stop or asyncio.Event()).wait()
+        finally:
+            if metrics_server is not None:
+                metrics_server.shutdown()
+            shutdown_tracing()
 
 
 if __name__ == "__main__":

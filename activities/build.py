@@ -205,6 +205,10 @@ class BuildActivities:
             duration_ms=result.duration_ms,
             error_type=result.error.type.value if result.error else None,
             retryable=bool(found and found.retryable),
+            model=result.model,
+            tokens=result.tokens.model_dump(),
+            cost_usd=result.cost_usd,
+            turns=result.turns,
         )
         if found is not None and found.retryable and result.error is not None:
             # Temporal's retry policy (AGENT_RETRY) backs off and runs this iteration again.
@@ -229,6 +233,7 @@ class BuildActivities:
             stdout_ref=stdout_ref,
             stderr_ref=stderr_ref,
             error=result.error,
+            final_message=(result.final_message or "")[-4000:] or None,
         )
 
     async def _heartbeat(self, progress: _Progress) -> None:

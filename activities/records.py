@@ -28,14 +28,29 @@ class RecordActivities:
             passed=bool(inp.record.verification and inp.record.verification.passed),
             decision=inp.record.decision,
             phases={p.phase: p.duration_ms for p in inp.record.phases},
+            duration_ms=(
+                int((inp.record.ended_at - inp.record.started_at).total_seconds() * 1000)
+                if inp.record.ended_at
+                else None
+            ),
+            gates=[
+                {"name": g.name, "passed": g.passed, "level": g.level, "exit_code": g.exit_code}
+                for g in (inp.record.verification.gates if inp.record.verification else [])
+            ],
         )
         return ref
 
     @activity.defn(name="finalize_run")
     async def finalize_run(self, inp: FinalizeInput) -> str:
         self.deps.store.persist_json(inp.ctx, "run.json", inp.outcome)
+        status = inp.outcome.status.value
+        kind = {"canceled": "run_canceled", "failed": "run_failed"}.get(status, "run_completed")
+        duration_ms = None
+        if inp.outcome.started_at and inp.outcome.ended_at:
+            duration_ms = int((inp.outcome.ended_at - inp.outcome.started_at).total_seconds() * 1000)
         RunEventLog(self.deps.store, inp.ctx).emit(
-            f"run_{'canceled' if inp.outcome.status.value == 'canceled' else 'completed'}",
+            kind,
+            duration_ms=duration_ms,
             status=inp.outcome.status.value,
             state=inp.outcome.state,
             result=inp.outcome.result,

@@ -1,39 +1,46 @@
-"""The verify and feedback phases: run the gates, keep their full output, explain failures.
+"""The verify and feedback phases: run the gate plan, keep every output, explain failures.
 
-Gate commands run through the same process control as agents (own session, whole-tree
-stop on cancel or timeout). The full output of each gate goes to `gate-<N>-<k>.log`;
-the report `verification-<N>.json` and the returned summary carry bounded excerpts.
+The plan comes from the work order and the workspace (see agentgate.verification);
+checks judge the diff from the run's base commit to HEAD. The full output of each
+command goes to `gate-<N>-<k>.log` (black-box checks: `blackbox-<N>-<k>.*.log`); the
+report `verification-<N>.json` holds every check result, and the summary returned to
+the workflow carries only bounded excerpts and references.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 
 from temporalio import activity
 
 from activities.deps import ActivityDeps
-from agentgate.artifacts import tail_text
+from activities.errors import app_error
+from agentgate import git
 from agentgate.events import RunEventLog
-from agentgate.models import FeedbackInput, FeedbackResult, GateOutcome, VerificationSummary, VerifyInput
-from agentgate.process import run_streaming
+from agentgate.models import FeedbackInput, FeedbackResult, GateOutcome, VerificationSummary, VerifyInput, WorkOrder
+from agentgate.verification.feedback import build_feedback, render_markdown
+from agentgate.verification.plan import GatePlanError, VerificationOptions
+from agentgate.verification.report import CheckResult, Level, VerificationReport
+from agentgate.verification.runner import gate_environment, run_plan
+from agentgate.verification.workspace import plan_for_workspace
 
-EXCERPT_CHARS = 3000
-FEEDBACK_OUTPUT_CHARS = 6000
+__all__ = ["VerifyActivities", "gate_environment", "verification_options"]
+
+FEEDBACK_MAX_CHARS = 16_000
+SUMMARY_CHARS = 600
 
 
-def gate_environment(workspace: str, iteration: int, work_order_id: str) -> dict[str, str]:
-    keep = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "USER", "TZ")
-    env = {k: v for k, v in os.environ.items() if k in keep}
-    env.update(
-        AGENTGATE_WORKSPACE=workspace,
-        AGENTGATE_ITERATION=str(iteration),
-        AGENTGATE_WORK_ORDER_ID=work_order_id,
-        CI="true",
-        PYTHONDONTWRITEBYTECODE="1",
+def verification_options(order: WorkOrder) -> VerificationOptions:
+    """The order's verification settings, whether it carries them nested, flat, or not yet at all."""
+    nested = getattr(order, "verification", None)
+    if isinstance(nested, VerificationOptions):
+        return nested
+    return VerificationOptions(
+        gate_plan_source=getattr(order, "gate_plan_source", None) or "auto",
+        skip_levels=list(getattr(order, "skip_levels", None) or []),
+        protected_paths=list(getattr(order, "protected_paths", None) or []),
     )
-    return env
 
 
 class VerifyActivities:
@@ -44,72 +51,120 @@ class VerifyActivities:
     async def verify(self, inp: VerifyInput) -> VerificationSummary:
         ctx, n = inp.ctx, inp.iteration
         store = self.deps.store
+        ws = inp.workspace.path
         events = RunEventLog(store, ctx, iteration=n)
-        events.emit("phase_started", phase="verify", gates=len(inp.work_order.gates))
-        outcomes: list[GateOutcome] = []
-        beat = asyncio.create_task(self._heartbeat(outcomes))
+        opts = verification_options(inp.work_order)
+        events.emit("phase_started", phase="verify", gates=len(inp.work_order.gates), source=opts.gate_plan_source)
         try:
-            for k, gate in enumerate(inp.work_order.gates, start=1):
-                log_ref = f"gate-{n}-{k}.log"
-                store.path(ctx, log_ref).unlink(missing_ok=True)
-                log_path = store.path(ctx, log_ref)
-                proc = await run_streaming(
-                    ["/bin/sh", "-c", gate.command],
-                    cwd=inp.workspace.path,
-                    env=gate_environment(inp.workspace.path, n, ctx.work_order_id),
-                    stdout_path=log_path,
-                    stderr_path=log_path,
-                    timeout_seconds=gate.timeout_seconds,
-                    grace_seconds=5,
-                )
-                output = log_path.read_bytes()
-                passed = (not proc.timed_out) and proc.exit_code == gate.expected_exit_code
-                outcome = GateOutcome(
-                    name=gate.display_name,
-                    command=gate.command,
-                    passed=passed,
-                    exit_code=proc.exit_code,
-                    duration_ms=proc.duration_ms,
-                    output_ref=log_ref,
-                    output_bytes=len(output),
-                    excerpt=tail_text(output, EXCERPT_CHARS),
-                    timed_out=proc.timed_out,
-                )
-                outcomes.append(outcome)
-                events.emit(
-                    "gate_checked",
-                    gate=outcome.name,
-                    passed=passed,
-                    exit_code=proc.exit_code,
-                    duration_ms=proc.duration_ms,
-                    output_ref=log_ref,
-                )
-                if not passed:
-                    break  # later gates would only repeat the failure; the feedback names this one
+            head = await git.head(ws)
+            plan = await plan_for_workspace(
+                ws,
+                base=inp.workspace.base_commit,
+                head=head,
+                source=opts.gate_plan_source,
+                inline_gates=inp.work_order.gates,
+                skip_levels=opts.skip_levels,
+                protected_paths=opts.protected_paths,
+            )
+        except GatePlanError as exc:
+            events.emit("phase_failed", phase="verify", error=str(exc))
+            raise app_error("invalid_input", f"the gate plan is invalid: {exc}") from exc
+        except git.GitError as exc:
+            raise app_error("workspace_error", f"could not read the workspace for verification: {exc}") from exc
+        store.persist_json(ctx, f"gate-plan-{n}.json", plan)
+
+        done: list[CheckResult] = []
+
+        def on_check(check: CheckResult) -> None:
+            done.append(check)
+            events.emit(
+                "gate_checked",
+                gate=check.name,
+                level=check.level.value,
+                passed=check.passed,
+                warning=check.warning or None,
+                exit_code=check.exit_code,
+                duration_ms=check.duration_ms,
+                output_ref=check.output_ref,
+            )
+
+        beat = asyncio.create_task(self._heartbeat(done))
+        try:
+            report = await run_plan(
+                plan,
+                workspace=ws,
+                base=inp.workspace.base_commit,
+                head=head,
+                iteration=n,
+                store=store,
+                ctx=ctx,
+                env=gate_environment(ws, n, ctx.work_order_id),
+                on_check=on_check,
+            )
+        except git.GitError as exc:
+            raise app_error("workspace_error", f"could not diff the workspace: {exc}", retryable=True) from exc
         finally:
             beat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await beat
-        skipped = [g.display_name for g in inp.work_order.gates[len(outcomes) :]]
-        passed = all(o.passed for o in outcomes)
         report_ref = f"verification-{n}.json"
-        store.persist_json(
-            ctx,
-            report_ref,
-            {
-                "iteration": n,
-                "passed": passed,
-                "gates": [o.model_dump() | {"output_file": o.output_ref} for o in outcomes],
-                "skipped": skipped,
-            },
+        store.persist_json(ctx, report_ref, report)
+        events.emit(
+            "phase_completed",
+            phase="verify",
+            passed=report.passed,
+            failed_level=report.failed_level.value if report.failed_level else None,
+            progress=report.progress,
+            failed=[c.name for c in report.failures()],
         )
-        events.emit("phase_completed", phase="verify", passed=passed, failed=[o.name for o in outcomes if not o.passed])
-        return VerificationSummary(passed=passed, gates=outcomes, report_ref=report_ref)
+        return VerificationSummary(
+            passed=report.passed,
+            gates=[
+                GateOutcome.model_validate({k: v for k, v in g.items() if k != "output_file"}) for g in report.gates
+            ],
+            report_ref=report_ref,
+            progress=report.progress,
+            failed_level=report.failed_level.value if report.failed_level else None,
+            integrity_violations=report.integrity_violations,
+            warnings=len(report.warnings),
+            plan_source=report.plan_source,
+        )
 
-    async def _heartbeat(self, outcomes: list[GateOutcome]) -> None:
+    async def _heartbeat(self, done: list[CheckResult]) -> None:
         while True:
-            activity.heartbeat({"gates_done": len(outcomes)})
+            activity.heartbeat({"checks_done": len(done)})
             await asyncio.sleep(self.deps.settings.heartbeat_seconds)
+
+    def _load_report(self, inp: FeedbackInput) -> VerificationReport:
+        store, ctx = self.deps.store, inp.ctx
+        try:
+            return VerificationReport.model_validate(store.read_json(ctx, inp.verification.report_ref))
+        except (OSError, ValueError):
+            # No full report (written by an older worker, or lost): rebuild what the summary carries.
+            checks = [
+                CheckResult(
+                    name=g.name,
+                    level=Level(g.level) if g.level else Level.L1,
+                    kind=g.kind or "test",
+                    passed=g.passed,
+                    command=g.command or None,
+                    exit_code=g.exit_code,
+                    timed_out=g.timed_out,
+                    output_ref=g.output_ref,
+                    excerpt=g.excerpt,
+                    duration_ms=g.duration_ms,
+                )
+                for g in inp.verification.gates
+            ]
+            failed = next((c.level for c in checks if not c.passed), None)
+            return VerificationReport(
+                iteration=inp.iteration,
+                passed=inp.verification.passed,
+                plan_source=inp.verification.plan_source or "unknown",
+                failed_level=failed,
+                progress=inp.verification.progress or 0.0,
+                checks=checks,
+            )
 
     @activity.defn(name="feedback")
     async def feedback(self, inp: FeedbackInput) -> FeedbackResult:
@@ -117,30 +172,14 @@ class VerifyActivities:
         store = self.deps.store
         events = RunEventLog(store, ctx, iteration=n)
         events.emit("phase_started", phase="feedback")
-        failed = inp.verification.failed_gates
-        lines = [
-            f"# AgentGate feedback after iteration {n}",
-            "",
-            f"{len(failed)} gate(s) failed. Fix the cause; do not weaken or skip the checks.",
-            "",
-        ]
-        for gate in failed:
-            output = store.read_bytes(ctx, gate.output_ref) if store.exists(ctx, gate.output_ref) else b""
-            status = "timed out" if gate.timed_out else f"exit code {gate.exit_code}"
-            lines += [
-                f"## Gate failed: `{gate.name}` ({status})",
-                "",
-                f"Command: `{gate.command}`",
-                "",
-                "Output (untrusted text from the test run, last part):",
-                "",
-                "```text",
-                tail_text(output, FEEDBACK_OUTPUT_CHARS).rstrip(),
-                "```",
-                "",
-            ]
-        text = "\n".join(lines)
-        ref = store.write_text(ctx, f"feedback-{n}.md", text)
-        summary = "; ".join(f"{g.name}: {'timed out' if g.timed_out else f'exit {g.exit_code}'}" for g in failed)
-        events.emit("phase_completed", phase="feedback", ref=ref)
-        return FeedbackResult(ref=ref, summary=summary or "no failed gates")
+        report = self._load_report(inp)
+
+        def read_output(ref: str) -> str | None:
+            return store.read_text(ctx, ref) if store.exists(ctx, ref) else None
+
+        fb = build_feedback(report, read_output)
+        store.persist_json(ctx, f"feedback-{n}.json", fb)
+        ref = store.write_text(ctx, f"feedback-{n}.md", render_markdown(fb, FEEDBACK_MAX_CHARS))
+        summary = fb.summary if len(fb.summary) <= SUMMARY_CHARS else fb.summary[: SUMMARY_CHARS - 1] + "…"
+        events.emit("phase_completed", phase="feedback", ref=ref, failures=len(fb.failures))
+        return FeedbackResult(ref=ref, summary=summary)

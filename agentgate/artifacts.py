@@ -8,6 +8,12 @@ Layout: `<root>/<work-order-id>/<run-id>/` holding `run.json`, `agent-<N>.json`,
 
 Writes are atomic (temp file + rename in the same folder), so a reader never sees a
 half-written JSON file, and a crash leaves either the old or the new version.
+
+Large outputs: the full bytes always go to their own file; JSON records carry a bounded
+excerpt, the byte counts and a `truncated` flag (`StoredOutput`). A persistence failure
+is logged and counted (here and in `agentgate_persist_failures_total`), never raised into
+the run. A record that no longer parses is moved to `<root>/_quarantine/` with a reason
+file, so one corrupt file neither breaks listing nor is silently lost.
 """
 
 from __future__ import annotations
@@ -18,16 +24,30 @@ import os
 import re
 import tempfile
 import threading
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from agentgate.models import RunContext
 
 log = logging.getLogger(__name__)
 
 _SAFE_REF = re.compile(r"^[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*$")
+QUARANTINE_DIR = "_quarantine"
+DEFAULT_EXCERPT_BYTES = 4000
+M = TypeVar("M", bound=BaseModel)
+
+
+class StoredOutput(BaseModel):
+    """How a JSON record refers to a large output: where the full bytes are, and a bounded tail of them."""
+
+    ref: str
+    bytes: int
+    excerpt: str
+    excerpt_bytes: int
+    truncated: bool
 
 
 class ArtifactError(Exception):
@@ -90,8 +110,101 @@ class ArtifactStore:
         try:
             return self.write_json(ctx, ref, value)
         except OSError as exc:
-            self.persist_failures += 1
-            log.error("artifact write failed", extra={"ref": ref, "error": str(exc), "run_id": ctx.run_id})
+            self.record_failure(ref, exc, ctx)
+            return None
+
+    def record_failure(self, ref: str, exc: BaseException, ctx: RunContext | None = None) -> None:
+        """Count a failed write here and in Prometheus; the caller carries on."""
+        self.persist_failures += 1
+        try:
+            from agentgate.observability.metrics import PERSIST_FAILURES
+
+            PERSIST_FAILURES.inc()
+        except Exception:  # metrics are optional here; counting must never become the failure
+            pass
+        log.error(
+            "artifact write failed: %s: %s",
+            ref,
+            exc,
+            extra={"ref": ref, "error": str(exc), "run_id": ctx.run_id if ctx else None},
+        )
+
+    # -- large outputs -------------------------------------------------------------------
+    def store_output(
+        self, ctx: RunContext, ref: str, data: bytes | str, excerpt_bytes: int = DEFAULT_EXCERPT_BYTES
+    ) -> StoredOutput:
+        """Write the full bytes to `ref` and describe them for a JSON record (excerpt = the tail)."""
+        raw = data.encode("utf-8") if isinstance(data, str) else data
+        try:
+            self.write_bytes(ctx, ref, raw)
+        except OSError as exc:
+            self.record_failure(ref, exc, ctx)
+        return _describe(ref, raw, len(raw), excerpt_bytes)
+
+    def describe_output(self, ctx: RunContext, ref: str, excerpt_bytes: int = DEFAULT_EXCERPT_BYTES) -> StoredOutput:
+        """The same description for a file that was streamed to disk (agent and gate logs) without reading it all."""
+        path = self.path(ctx, ref)
+        try:
+            with open(path, "rb") as fh:
+                size = fh.seek(0, os.SEEK_END)
+                fh.seek(max(0, size - excerpt_bytes))
+                tail = fh.read()
+        except FileNotFoundError:
+            return _describe(ref, b"", 0, excerpt_bytes)
+        return _describe(ref, tail, size, excerpt_bytes)
+
+    # -- corrupt records -----------------------------------------------------------------
+    def quarantine(self, path: Path | str, reason: str) -> Path | None:
+        """Move a file that cannot be loaded to `<root>/_quarantine/<its path>.<time>` plus a `.reason` file.
+
+        Returns the new location, or None when it could not be moved (logged, counted).
+        """
+        src = Path(path)
+        try:
+            rel = src.resolve().relative_to(self.root.resolve())
+        except ValueError:
+            rel = Path(src.name)
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+        dest = self.root / QUARANTINE_DIR / rel.parent / f"{rel.name}.{stamp}"
+        try:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(src, dest)
+            Path(f"{dest}.reason").write_text(f"{src}\n{reason}\n", encoding="utf-8")
+        except OSError as exc:
+            self.record_failure(str(rel), exc)
+            return None
+        log.warning("quarantined %s: %s", src, reason)
+        return dest
+
+    def load_model(self, ctx: RunContext, ref: str, model: type[M]) -> M | None:
+        """Load a record written by this or an older/newer version; quarantine it if it is corrupt.
+
+        Missing new fields take their defaults; fields this version does not know (a newer
+        writer) are dropped rather than refused. A missing file is None; a file that is
+        not JSON, or no longer fits the model at all, is quarantined and None.
+        """
+        path = self.path(ctx, ref)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return None
+        try:
+            data = json.loads(text)
+        except ValueError as exc:
+            self.quarantine(path, f"not valid JSON: {exc}")
+            return None
+        try:
+            return model.model_validate(data)
+        except ValidationError as exc:
+            unknown = [e["loc"] for e in exc.errors() if e["type"] == "extra_forbidden"]
+            if unknown and len(unknown) == len(exc.errors()):
+                for loc in unknown:
+                    _drop(data, loc)
+                try:
+                    return model.model_validate(data)
+                except ValidationError as again:
+                    exc = again
+            self.quarantine(path, f"does not fit {model.__name__}: {exc}")
             return None
 
     # -- reads ---------------------------------------------------------------------
@@ -122,6 +235,28 @@ class ArtifactStore:
         return sorted(
             str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".")
         )
+
+
+def _describe(ref: str, tail: bytes, total: int, excerpt_bytes: int) -> StoredOutput:
+    cut = tail[-excerpt_bytes:] if excerpt_bytes > 0 else b""
+    return StoredOutput(
+        ref=ref,
+        bytes=total,
+        excerpt=cut.decode("utf-8", errors="replace"),
+        excerpt_bytes=len(cut),
+        truncated=total > len(cut),
+    )
+
+
+def _drop(data: Any, loc: tuple) -> None:
+    *parents, last = loc
+    for key in parents:
+        try:
+            data = data[key]
+        except (KeyError, IndexError, TypeError):
+            return
+    if isinstance(data, dict):
+        data.pop(last, None)
 
 
 def tail_text(data: bytes | str, limit: int = 4000) -> str:

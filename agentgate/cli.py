@@ -257,6 +257,35 @@ def cancel(work_order_id: str) -> None:
 
 
 @app.command()
+def stop(work_order_id: str) -> None:
+    """Ask a running work order to stop after its current iteration (ends a `manual` run)."""
+    _simple(lambda c: c.stop(work_order_id), f"stop requested for {work_order_id}")
+
+
+@app.command()
+def kill(work_order_id: str, reason: Annotated[str, typer.Option("--reason")] = "killed by operator") -> None:
+    """Terminate a work order at once; its agent process tree is stopped."""
+    _simple(lambda c: c.kill(work_order_id, reason), f"killed {work_order_id}")
+
+
+@app.command()
+def rerun(work_order_id: str) -> None:
+    """Run a finished work order again (a new run of the same id)."""
+    _simple(lambda c: c.rerun(work_order_id), f"re-running {work_order_id}")
+
+
+def _simple(call, message: str) -> None:
+    with _client(_settings()) as client:
+        try:
+            call(client)
+        except ApiRequestError as exc:
+            if exc.status == 409:
+                _fail(EXIT_FAILED, exc.message)
+            _api_failure(exc)
+    out.print(message)
+
+
+@app.command()
 def demo(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Start the embedded stack if needed, run the sample work order to `passed`, show where to look."""
     from agentgate.demo.runner import run_demo

@@ -59,5 +59,14 @@ class AgentGateClient:
     def cancel(self, work_order_id: str) -> dict[str, Any]:
         return self._call("DELETE", f"/api/v1/work-orders/{work_order_id}")
 
+    def stop(self, work_order_id: str) -> dict[str, Any]:
+        return self._call("POST", f"/api/v1/work-orders/{work_order_id}/stop")
+
+    def kill(self, work_order_id: str, reason: str) -> dict[str, Any]:
+        return self._call("POST", f"/api/v1/work-orders/{work_order_id}/kill", json={"reason": reason})
+
+    def rerun(self, work_order_id: str) -> dict[str, Any]:
+        return self._call("POST", f"/api/v1/work-orders/{work_order_id}/runs")
+
     def ready(self) -> dict[str, Any]:
         return self._call("GET", "/health/ready")

@@ -1,40 +1,43 @@
-"""Progress events of a run, appended to `events.jsonl` with a per-run sequence number.
+"""Progress events of a run: the activities' entry point to the observability emitter.
 
-Events are written by activities (the workflow itself does no I/O). Only one phase of a
-run executes at a time, so the sequence is continued from the file's last line when an
-activity opens the log.
+`RunEventLog.emit(type_, **fields)` is kept as the call activities make; it builds a typed
+event (`agentgate.observability.events`) and hands it to the store's `EventEmitter`, whose
+subscribers append it to `events.jsonl` with a per-run sequence number, update the
+metrics and feed any live stream. The file format is unchanged: one JSON object per line,
+`seq` and `type` first. Emitting never raises into the activity.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import os
-from datetime import UTC, datetime
 from typing import Any
 
 from agentgate.artifacts import ArtifactStore
 from agentgate.models import RunContext
+from agentgate.observability.emitter import EVENTS_REF, emitter_for, last_sequence
+from agentgate.observability.events import ProgressEvent, make_event
 
 log = logging.getLogger(__name__)
-EVENTS_REF = "events.jsonl"
+
+__all__ = ["EVENTS_REF", "RunEventLog", "current_correlation_id"]
 
 
 def _last_sequence(path: str) -> int:
+    """Kept for callers of the first version; see `last_sequence`."""
+    return last_sequence(path)
+
+
+def current_correlation_id() -> str | None:
+    """The current OpenTelemetry trace id (hex), or None when there is no recording trace."""
     try:
-        with open(path, "rb") as fh:
-            fh.seek(0, os.SEEK_END)
-            size = fh.tell()
-            fh.seek(max(0, size - 65536))
-            tail = fh.read().splitlines()
-    except FileNotFoundError:
-        return 0
-    for raw in reversed(tail):
-        try:
-            return int(json.loads(raw)["seq"])
-        except (ValueError, KeyError, TypeError):
-            continue
-    return 0
+        from opentelemetry import trace
+
+        context = trace.get_current_span().get_span_context()
+    except Exception:
+        return None
+    if context is None or not context.is_valid:
+        return None
+    return format(context.trace_id, "032x")
 
 
 class RunEventLog:
@@ -42,23 +45,21 @@ class RunEventLog:
         self.store = store
         self.ctx = ctx
         self.iteration = iteration
-        self._seq = _last_sequence(str(store.path(ctx, EVENTS_REF)))
+        self.emitter = emitter_for(store)
 
-    def emit(self, type_: str, **fields: Any) -> None:
-        """Append one event; a storage failure is logged and counted, never raised."""
-        self._seq += 1
-        record = {
-            "seq": self._seq,
-            "type": type_,
-            "ts": datetime.now(UTC).isoformat(),
-            "work_order_id": self.ctx.work_order_id,
-            "run_id": self.ctx.run_id,
-        }
-        if self.iteration is not None:
-            record["iteration"] = self.iteration
-        record.update({k: v for k, v in fields.items() if v is not None})
+    def emit(self, type_: str, **fields: Any) -> ProgressEvent | None:
+        """Emit one event to every subscriber; a failure anywhere is logged and counted, never raised."""
         try:
-            self.store.append_jsonl(self.ctx, EVENTS_REF, record)
-        except OSError as exc:
-            self.store.persist_failures += 1
-            log.error("event write failed: %s", exc)
+            iteration = fields.pop("iteration", self.iteration)
+            event = make_event(
+                type_,
+                work_order_id=self.ctx.work_order_id,
+                run_id=self.ctx.run_id,
+                iteration=iteration,
+                correlation_id=current_correlation_id(),
+                **fields,
+            )
+            return self.emitter.emit(event)
+        except Exception as exc:
+            self.store.record_failure(EVENTS_REF, exc, self.ctx)
+            return None

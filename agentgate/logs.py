@@ -1,11 +1,11 @@
-"""Process-wide logging set-up for the CLI entry points."""
+"""Process-wide logging set-up for the CLI entry points (JSON lines unless on a terminal)."""
 
 from __future__ import annotations
 
-import logging
 import os
+
+from agentgate.observability.logging import configure_logging
 
 
 def configure_basic_logging() -> None:
-    level = os.environ.get("AGENTGATE_LOG_LEVEL", "INFO").upper()
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(os.environ.get("AGENTGATE_LOG_LEVEL", "INFO"))

@@ -15,6 +15,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from agentgate.delivery.models import DeliverySpec
+from workflows.convergence import ConvergenceConfig
+
 # ---------------------------------------------------------------------------
 # Work order input
 # ---------------------------------------------------------------------------
@@ -127,6 +130,22 @@ class WorkOrderRequest(_Strict):
     gates: list[GateSpec] = Field(default_factory=list, max_length=50)
     priority: int = Field(default=3, ge=1, le=5, description="1 = most urgent, 5 = least (Temporal's convention).")
     labels: list[str] = Field(default_factory=list, max_length=20)
+    max_total_tokens: int | None = Field(
+        default=None, gt=0, description="Budget: stop before the next iteration once the run used this many tokens."
+    )
+    max_cost_usd: float | None = Field(
+        default=None, gt=0, description="Budget: stop before the next iteration once the run cost this much."
+    )
+    delivery: DeliverySpec = Field(default_factory=DeliverySpec)
+    convergence: ConvergenceConfig = Field(default_factory=ConvergenceConfig)
+    gate_plan_source: Literal["auto", "profile", "workspace", "ci-workflow", "default"] = Field(
+        default="auto", description="Where the gate plan comes from (docs/verify-yaml.md)."
+    )
+    skip_levels: list[Literal["L0", "L1", "L2", "L3"]] = Field(default_factory=list)
+    protected_paths: list[str] = Field(
+        default_factory=list, max_length=100, description="Globs the agent must not change (gate integrity)."
+    )
+    verify_timeout_seconds: float = Field(default=3600, gt=0, le=24 * 3600, description="Limit of one verify phase.")
 
     @field_validator("task_prompt")
     @classmethod
@@ -248,6 +267,7 @@ class AgentSummary(_Strict):
     tokens: TokenUsage = Field(default_factory=TokenUsage)
     cost_usd: float | None = None
     tool_calls: int = 0
+    final_message: str | None = Field(default=None, max_length=4000, description="The agent's last message, bounded.")
     result_ref: str
     stdout_ref: str
     stderr_ref: str
@@ -342,6 +362,10 @@ class DeliveryResult(_Strict):
     target: str | None = None
     pushed: bool = False
     message: str | None = None
+    pr_number: int | None = None
+    pr_url: str | None = None
+    ci_state: str | None = None
+    ci_rounds: int = 0
 
 
 class RunOutcome(_Strict):
@@ -355,7 +379,8 @@ class RunOutcome(_Strict):
     iterations: int = 0
     error: str | None = None
     build_error: BuildError | None = None
-    partial: bool = False
+    partial: bool = Field(default=False, description="Ended on a limit; the work so far is committed on the branch.")
+    warnings: list[str] = Field(default_factory=list)
     workspace: WorkspaceInfo | None = None
     delivery: DeliveryResult | None = None
     tokens: TokenUsage = Field(default_factory=TokenUsage)

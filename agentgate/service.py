@@ -179,10 +179,28 @@ def _outcome_from_artifacts(settings: Settings, work_order_id: str, run_id: str)
         return None
 
 
-async def list_work_orders(client: Client, *, status: str | None = None, limit: int = 50) -> list[dict]:
+def _visibility_literal(value: str) -> str:
+    """Quote a filter value for a visibility query; quotes and backslashes could rewrite the query, so refuse them."""
+    if '"' in value or "\\" in value or "'" in value:
+        raise ValueError(f"filter value {value!r} must not contain quotes or backslashes")
+    return f'"{value}"'
+
+
+async def list_work_orders(
+    client: Client,
+    *,
+    status: str | None = None,
+    limit: int = 50,
+    agent: str | None = None,
+    repository: str | None = None,
+    label: str | None = None,
+) -> list[dict]:
     query = f'WorkflowType="{WORKFLOW_TYPE}"'
     if status:
         query += f' AND AgentGateStatus="{status}"'
+    for key, value in ((sa.AGENT, agent), (sa.REPO, repository), (sa.LABELS, label)):
+        if value:
+            query += f" AND {key.name}={_visibility_literal(value)}"
     rows = []
     async for wf in client.list_workflows(query, limit=limit):
         attrs = wf.typed_search_attributes

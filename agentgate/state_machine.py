@@ -36,11 +36,13 @@ class RunEvent(StrEnum):
     VERIFY_FAILED_RETRYABLE = "verify_failed_retryable"
     VERIFY_FAILED_TERMINAL = "verify_failed_terminal"
     FEEDBACK_GENERATED = "feedback_generated"
+    CONTINUE_REQUESTED = "continue_requested"
     PR_CREATED = "pr_created"
     CI_POLLING_STARTED = "ci_polling_started"
     CI_PASSED = "ci_passed"
     CI_FAILED = "ci_failed"
     CI_TIMEOUT = "ci_timeout"
+    CI_INCONCLUSIVE = "ci_inconclusive"
     USER_CANCELED = "user_canceled"
     SYSTEM_ERROR = "system_error"
     TIMEOUT = "timeout"
@@ -86,6 +88,9 @@ _PROGRESS: dict[tuple[RunState, RunEvent], Transition] = {
     (S.VERIFYING, E.VERIFY_FAILED_RETRYABLE): Transition(S.FEEDBACK),
     (S.VERIFYING, E.VERIFY_FAILED_TERMINAL): Transition(S.FAILED, R.FAILED_VERIFICATION),
     (S.VERIFYING, E.PR_CREATED): Transition(S.PR_CREATED),
+    # The convergence strategy wants another iteration although the gates passed
+    # (ralph without the completion phrase, manual without an operator stop).
+    (S.VERIFYING, E.CONTINUE_REQUESTED): Transition(S.FEEDBACK),
     (S.FEEDBACK, E.FEEDBACK_GENERATED): Transition(S.BUILDING),
     # Retries exhausted while preparing feedback (e.g. after a CI failure): the run
     # failed verification, it did not crash. Missing in the original (Bug #65).
@@ -96,6 +101,10 @@ _PROGRESS: dict[tuple[RunState, RunEvent], Transition] = {
     (S.CI_POLLING, E.CI_PASSED): Transition(S.SUCCEEDED, R.PASSED),
     (S.CI_POLLING, E.CI_FAILED): Transition(S.FEEDBACK),
     (S.CI_POLLING, E.CI_TIMEOUT): Transition(S.FAILED, R.FAILED_TIMEOUT),
+    # CI awaits an approval, or its status cannot be read in best-effort mode: the gates
+    # passed, so the run succeeds and the reason is recorded as a warning (neither a
+    # failure nor a hang).
+    (S.CI_POLLING, E.CI_INCONCLUSIVE): Transition(S.SUCCEEDED, R.PASSED),
 }
 
 # Events that end a run from any state that is not yet terminal.

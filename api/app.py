@@ -9,9 +9,11 @@ from fastapi import FastAPI, Request
 from temporalio.client import Client
 
 from agentgate.config import Settings, get_settings
+from agentgate.observability.metrics import mount_metrics
+from agentgate.observability.tracing import temporal_interceptors
 from agentgate.temporal_client import connect
 from api.errors import install_error_handlers, request_id
-from api.routes import health, work_orders
+from api.routes import dashboard, events, health, work_orders
 
 
 class TemporalHolder:
@@ -27,7 +29,7 @@ class TemporalHolder:
             return self.client
         async with self._lock:
             if self.client is None:
-                self.client = await connect(self.settings)
+                self.client = await connect(self.settings, interceptors=temporal_interceptors("agentgate-api"))
         return self.client
 
 
@@ -47,6 +49,7 @@ def create_app(settings: Settings | None = None, client: Client | None = None) -
     app.state.settings = settings
     app.state.temporal = TemporalHolder(settings, client)
     install_error_handlers(app)
+    mount_metrics(app)
 
     @app.middleware("http")
     async def _request_id(request: Request, call_next):
@@ -57,4 +60,6 @@ def create_app(settings: Settings | None = None, client: Client | None = None) -
 
     app.include_router(health.router)
     app.include_router(work_orders.router)
+    app.include_router(events.router)
+    app.include_router(dashboard.router)
     return app

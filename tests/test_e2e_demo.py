@@ -30,6 +30,7 @@ def stack_env(tmp_path_factory):
         AGENTGATE_UI_PORT=str(free_port()),
         AGENTGATE_API_PORT=str(free_port()),
         AGENTGATE_HOST_ID="e2e-host",
+        AGENTGATE_METRICS_PORT=str(free_port()),
         COLUMNS="200",
     )
     yield env
@@ -82,6 +83,17 @@ def test_demo_then_cli_then_down(stack_env):
     assert ui.startswith(f"http://127.0.0.1:{stack_env['AGENTGATE_UI_PORT']}/namespaces/default/workflows/")
     with urllib.request.urlopen(f"http://127.0.0.1:{stack_env['AGENTGATE_UI_PORT']}/", timeout=10) as page:
         assert page.status == 200
+
+    # Prometheus metrics on the API's /metrics and on the worker's metrics port, parsed by the official parser.
+    from prometheus_client.parser import text_string_to_metric_families
+
+    for url in (f"http://127.0.0.1:{stack_env['AGENTGATE_API_PORT']}/metrics",
+                f"http://127.0.0.1:{stack_env['AGENTGATE_METRICS_PORT']}/metrics"):  # fmt: skip
+        with urllib.request.urlopen(url, timeout=10) as page:
+            families = {f.name: f for f in text_string_to_metric_families(page.read().decode())}
+        completed = families["agentgate_runs_completed"].samples
+        assert any(s.labels.get("result") == "passed" and s.value >= 1 for s in completed), completed
+        assert families["agentgate_iterations"].samples[0].value >= 2
 
     # The CLI against the running stack: submit --wait --json, status, bad input.
     sub = _cli(stack_env, "submit", "--path", str(repo), "--prompt", "make the tests pass",

@@ -92,7 +92,9 @@ async def test_gate_that_never_passes_fails_verification(skip_env, settings, sam
 
 
 async def test_wall_clock_limit_ends_failed_timeout(dev_env, settings, sample_repo):
-    order = make_order(sample_repo, agent="echo working; sleep 30", max_wall_clock_seconds=3)
+    order = make_order(
+        sample_repo, agent="echo working; echo half-done > notes.txt; sleep 30", max_wall_clock_seconds=3
+    )
     outcome = await run(dev_env, settings, order)
     assert outcome.result == "failed_timeout"
     assert outcome.state == "failed"
@@ -101,6 +103,17 @@ async def test_wall_clock_limit_ends_failed_timeout(dev_env, settings, sample_re
     ctx = RunContext(work_order_id=order.id, run_id=outcome.run_id)
     assert store.read_json(ctx, "run.json")["result"] == "failed_timeout"
     assert "working" in store.read_text(ctx, "agent-1.stdout.log")
+    # Salvage: what the agent wrote before the limit is a commit on the delivered branch.
+    shown = subprocess.check_output(
+        ["git", "-C", str(sample_repo), "show", f"agentgate/{order.id}:notes.txt"], text=True
+    )
+    assert shown == "half-done\n"
+    assert (
+        outcome.delivery.commit
+        == subprocess.check_output(
+            ["git", "-C", str(sample_repo), "rev-parse", f"agentgate/{order.id}"], text=True
+        ).strip()
+    )
 
 
 async def test_agent_crash_ends_failed_build(skip_env, settings, sample_repo):

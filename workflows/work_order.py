@@ -16,11 +16,21 @@ from temporalio.exceptions import ActivityError, ApplicationError, CancelledErro
 
 with workflow.unsafe.imports_passed_through():
     from activities.build import BuildActivities
+    from activities.delivery import (
+        DELIVERY_NON_RETRYABLE,
+        CreatePullRequestInput,
+        DeliveryActivities,
+        FetchCIFailureInput,
+        MarkReadyInput,
+        PollCIInput,
+        PushBranchInput,
+    )
     from activities.errors import NON_RETRYABLE
     from activities.records import RecordActivities
     from activities.verify import VerifyActivities
     from activities.workspace import WorkspaceActivities
     from agentgate import search_attributes as sa
+    from agentgate.delivery.models import GateRow, PRTemplateContext, ci_verdict, resolve_repo
     from agentgate.models import (
         AgentSummary,
         BuildError,
@@ -39,11 +49,20 @@ with workflow.unsafe.imports_passed_through():
         RunStatus,
         SnapshotInput,
         TokenUsage,
+        VerificationSummary,
         VerifyInput,
         WorkOrder,
         WorkspaceInfo,
     )
+    from agentgate.observability.errors import error_from_verification
     from agentgate.state_machine import RunEvent, RunResult, RunState, RunStateMachine
+    from workflows.convergence import (
+        ConvergenceState,
+        Decision,
+        IterationObservation,
+        StrategyError,
+        decide,
+    )
 
 SHORT_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
@@ -58,6 +77,13 @@ AGENT_RETRY = RetryPolicy(
     maximum_interval=timedelta(minutes=2),
     maximum_attempts=3,
     non_retryable_error_types=NON_RETRYABLE,
+)
+GITHUB_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=60),
+    maximum_attempts=6,
+    non_retryable_error_types=NON_RETRYABLE + DELIVERY_NON_RETRYABLE,
 )
 CANCEL_WAIT = workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED
 
@@ -89,6 +115,13 @@ class WorkOrderWorkflow:
         self.session_id: str | None = None
         self.finished = False  # delivery and records done: only then is the coarse status terminal
         self.admitted = False  # an agent slot was granted: "queued" becomes "running"
+        self.warnings: list[str] = []
+        self.pr = None
+        self.pushed_commit: str | None = None
+        self.ci_state: str | None = None
+        self.ci_rounds = 0
+        self.observations: list[IterationObservation] = []
+        self.stop_requested = False
 
     # -- queries ---------------------------------------------------------------------
     @workflow.query(name="status")
@@ -102,6 +135,11 @@ class WorkOrderWorkflow:
             self.admitted = True
             if not self.sm.terminal:
                 self._publish_state()
+
+    @workflow.signal(name="stop")
+    def request_stop(self) -> None:
+        """An operator's stop (`agentgate stop ID`): the run ends after the current iteration."""
+        self.stop_requested = True
 
     # -- main ------------------------------------------------------------------------
     @workflow.run
@@ -159,75 +197,311 @@ class WorkOrderWorkflow:
         self._apply(RunEvent.WORKSPACE_ACQUIRED)
 
         feedback_ref: str | None = None
-        for n in range(1, order.max_iterations + 1):
-            record = IterationRecord(iteration=n, started_at=workflow.now())
-            self.history.append(record)
-            self._apply(RunEvent.BUILD_STARTED if n == 1 else RunEvent.FEEDBACK_GENERATED)
-
-            agent = await self._phase(record, "build", self._build(n, feedback_ref))
-            self.admitted = True
-            record.agent = agent
-            self.session_id = agent.session_id or self.session_id
-            if not agent.success:
-                record.error = agent.error
-                record.decision = "stop: the agent failed"
-                self._end(RunEvent.BUILD_FAILED, agent.error)
+        n = 0
+        while True:
+            n += 1
+            record, verification = await self._iteration(n, feedback_ref)
+            decision = self._decide(n, record, verification)
+            record.decision = f"{decision.action}: {decision.reason}"
+            if decision.action == "continue":
+                self._apply(
+                    RunEvent.VERIFY_FAILED_RETRYABLE if not verification.passed else RunEvent.CONTINUE_REQUESTED
+                )
+                feedback_ref = None
+                if not verification.passed:
+                    fb = await self._phase(
+                        record,
+                        "feedback",
+                        self._act(
+                            VerifyActivities.feedback,
+                            FeedbackInput(ctx=ctx, iteration=n, verification=verification, agent=record.agent),
+                            timeout=120,
+                            task_queue=self.workspace.task_queue,
+                        ),
+                    )
+                    record.feedback = fb
+                    feedback_ref = fb.ref
+                await self._close_iteration(record)
+                continue
+            if not verification.passed:
+                error = error_from_verification(verification, n) or BuildError(
+                    type=ErrorType.TEST_FAILED, message="verification failed", phase="verify", iteration=n
+                )
+                if "budget" in decision.code:
+                    error.type = ErrorType.BUDGET_EXCEEDED
+                    error.message = f"{decision.reason}; {error.message}"
+                self._end(RunEvent.VERIFY_FAILED_TERMINAL, error)
                 await self._close_iteration(record)
                 raise _RunEnded
-            self._apply(RunEvent.BUILD_COMPLETED)
 
-            record.snapshot = await self._phase(record, "snapshot", self._snapshot(n))
-            self.last_commit = record.snapshot.commit
-            self._apply(RunEvent.SNAPSHOT_COMPLETED)
+            if not order.delivery.wants_pr:
+                self._apply(RunEvent.VERIFY_PASSED)
+                await self._close_iteration(record)
+                return
+            record.decision += "; delivering: pull request and CI next"
+            await self._close_iteration(record)
+            feedback_ref = await self._deliver_pull_request(n)
+            if feedback_ref is None:
+                return
+            # CI failed and another round is allowed: the next iteration builds on its feedback.
 
+    async def _iteration(self, n: int, feedback_ref: str | None) -> tuple[IterationRecord, VerificationSummary]:
+        """build → snapshot → verify; a failed build or snapshot ends the run (raises _RunEnded)."""
+        order, ctx = self.order, self.ctx
+        assert order is not None and ctx is not None and self.workspace is not None
+        record = IterationRecord(iteration=n, started_at=workflow.now())
+        self.history.append(record)
+        self._apply(RunEvent.BUILD_STARTED if n == 1 else RunEvent.FEEDBACK_GENERATED)
+
+        agent = await self._phase(record, "build", self._build(n, feedback_ref))
+        self.admitted = True
+        record.agent = agent
+        self.session_id = agent.session_id or self.session_id
+        if not agent.success:
+            record.error = agent.error
+            record.decision = "stop: the agent failed"
+            self._end(RunEvent.BUILD_FAILED, agent.error)
+            await self._close_iteration(record)
+            raise _RunEnded
+        self._apply(RunEvent.BUILD_COMPLETED)
+
+        record.snapshot = await self._phase(record, "snapshot", self._snapshot(n))
+        self.last_commit = record.snapshot.commit
+        self._apply(RunEvent.SNAPSHOT_COMPLETED)
+        if order.delivery.push_every_iteration and order.delivery.uses_github:
+            await self._push(n)
+
+        try:
             verification = await self._phase(
                 record,
                 "verify",
                 self._act(
                     VerifyActivities.verify,
                     VerifyInput(ctx=ctx, work_order=order, workspace=self.workspace, iteration=n),
-                    timeout=sum(g.timeout_seconds for g in order.gates) + 300,
+                    timeout=order.verify_timeout_seconds,
                     heartbeat=60,
                     task_queue=self.workspace.task_queue,
                 ),
             )
-            record.verification = verification
-            if verification.passed:
-                record.decision = "stop: all gates passed"
-                self._apply(RunEvent.VERIFY_PASSED)
-                await self._close_iteration(record)
-                return
-            if n == order.max_iterations:
-                record.decision = f"stop: gates failed and the limit of {order.max_iterations} iteration(s) is reached"
-                self._end(
-                    RunEvent.VERIFY_FAILED_TERMINAL,
-                    BuildError(
-                        type=ErrorType.TEST_FAILED,
-                        phase="verify",
-                        iteration=n,
-                        message="gates failed: " + ", ".join(g.name for g in verification.failed_gates),
-                        exit_code=verification.failed_gates[0].exit_code if verification.failed_gates else None,
-                        stdout_tail=verification.failed_gates[0].excerpt[-1000:] if verification.failed_gates else None,
-                        files=[verification.report_ref] + [g.output_ref for g in verification.failed_gates],
-                    ),
+        except ActivityError as err:  # e.g. an invalid verify.yaml: the message names the line and key
+            _reraise_cancellation(err)
+            record.error = self._error_from(err, ErrorType.SYSTEM_ERROR, "verify", n)
+            record.decision = "stop: verification could not run"
+            self._end(RunEvent.SYSTEM_ERROR, record.error)
+            await self._close_iteration(record)
+            raise _RunEnded from err
+        record.verification = verification
+        return record, verification
+
+    def _decide(self, n: int, record: IterationRecord, verification: VerificationSummary) -> Decision:
+        """The convergence strategy's decision after iteration n; limits (iterations, budget) always win."""
+        order = self.order
+        assert order is not None
+        self.observations.append(
+            IterationObservation(
+                iteration=n,
+                progress=verification.progress
+                if verification.progress is not None
+                else (1.0 if verification.passed else 0.0),
+                changed=bool(record.snapshot and record.snapshot.changed),
+                passed=verification.passed,
+                final_message=record.agent.final_message if record.agent else None,
+            )
+        )
+        tokens, cost = self._totals()
+        over_budget = (order.max_total_tokens is not None and tokens.total >= order.max_total_tokens) or (
+            order.max_cost_usd is not None and cost >= order.max_cost_usd
+        )
+        state = ConvergenceState(
+            iteration=n,
+            max_iterations=order.max_iterations,
+            history=self.observations,
+            stop_requested=self.stop_requested,
+            budget_exceeded=over_budget,
+        )
+        try:
+            return decide(order.convergence, state)
+        except StrategyError as exc:
+            record.decision = f"stop: the {order.convergence.strategy} strategy failed"
+            self._end(
+                RunEvent.SYSTEM_ERROR,
+                BuildError(type=ErrorType.SYSTEM_ERROR, message=str(exc), phase="convergence", iteration=n),
+            )
+            raise _RunEnded from exc
+
+    # -- delivery: push, pull request, CI loop ------------------------------------------
+    async def _push(self, n: int | None) -> str | None:
+        """Push the run's branch; returns the pushed commit (None when a best-effort push failed)."""
+        order, ctx = self.order, self.ctx
+        assert order and ctx and self.workspace
+        try:
+            pushed = await self._act(
+                DeliveryActivities.push_branch,
+                PushBranchInput(
+                    ctx=ctx, spec=order.delivery, workspace=self.workspace, repo=self._repo(), iteration=n
+                ),  # fmt: skip
+                timeout=600,
+                retry=GITHUB_RETRY,
+                task_queue=self.workspace.task_queue,
+            )
+        except ActivityError as err:
+            _reraise_cancellation(err)
+            return self._delivery_failure(err, "push")
+        if pushed.warning:
+            self.warnings.append(pushed.warning)
+        self.pushed_commit = pushed.commit or self.pushed_commit
+        return pushed.commit
+
+    def _repo(self):
+        assert self.order is not None
+        return resolve_repo(self.order.delivery, self.order.workspace_source)
+
+    def _delivery_failure(self, err: ActivityError, what: str) -> None:
+        """fail_fast: the run fails with delivery_error; best_effort: a recorded warning."""
+        assert self.order is not None
+        error = self._error_from(err, ErrorType.DELIVERY_ERROR, "delivery")
+        if self.order.delivery.effective_github_mode.value == "fail_fast":
+            self._end(RunEvent.SYSTEM_ERROR, error)
+            raise _RunEnded from err
+        self.warnings.append(f"{what} failed (best effort): {error.message}")
+        return None
+
+    async def _deliver_pull_request(self, n: int) -> str | None:
+        """After verified work: push, open (or reuse) the PR, follow CI. Returns CI feedback when
+        another iteration should fix a CI failure, None when the run has ended."""
+        order, ctx = self.order, self.ctx
+        assert order and ctx and self.workspace
+        spec, repo = order.delivery, self._repo()
+        head = await self._push(n)
+        if head is None or repo is None:
+            if repo is None:
+                self.warnings.append("no GitHub repository known: set delivery.owner/repo or use a github source")
+            self._apply(RunEvent.VERIFY_PASSED)
+            return None
+        if self.pr is None:
+            try:
+                created = await self._act(
+                    DeliveryActivities.create_pull_request,
+                    CreatePullRequestInput(
+                        ctx=ctx, spec=spec, workspace=self.workspace, repo=repo, template=self._pr_template()
+                    ),  # fmt: skip
+                    timeout=300,
+                    retry=GITHUB_RETRY,
                 )
-                await self._close_iteration(record)
+            except ActivityError as err:
+                _reraise_cancellation(err)
+                self._delivery_failure(err, "pull request")
+                self._apply(RunEvent.VERIFY_PASSED)
+                return None
+            if created.warning:
+                self.warnings.append(created.warning)
+            if created.pr is None:
+                self._apply(RunEvent.VERIFY_PASSED)
+                return None
+            self.pr = created.pr
+        self._apply(RunEvent.PR_CREATED)
+        if not spec.wants_ci:
+            self._apply(RunEvent.VERIFY_PASSED)
+            return None
+        self._apply(RunEvent.CI_POLLING_STARTED)
+        verdict, status = await self._poll_ci(head)
+        self.ci_state = verdict
+        if verdict == "passed":
+            await self._mark_ready()
+            self._apply(RunEvent.CI_PASSED)
+            return None
+        if verdict in ("action_required", "error"):
+            reason = (
+                "CI awaits an approval: " + ", ".join(c.name for c in status.awaiting_approval)
+                if verdict == "action_required"
+                else f"CI status unavailable: {status.warning or status.summary}"
+            )
+            if verdict == "action_required" and spec.ci.on_action_required == "fail":
+                self._apply(RunEvent.CI_FAILED)
+                self._end(RunEvent.VERIFY_FAILED_TERMINAL, BuildError(type=ErrorType.CI_FAILED, message=reason,
+                                                                      phase="ci", iteration=n))  # fmt: skip
                 raise _RunEnded
-            self._apply(RunEvent.VERIFY_FAILED_RETRYABLE)
-            fb = await self._phase(
-                record,
-                "feedback",
-                self._act(
-                    VerifyActivities.feedback,
-                    FeedbackInput(ctx=ctx, iteration=n, verification=verification, agent=agent),
-                    timeout=120,
-                    task_queue=self.workspace.task_queue,
+            self.warnings.append(reason)
+            self._apply(RunEvent.CI_INCONCLUSIVE)
+            return None
+        if verdict == "timeout":
+            self._end(RunEvent.CI_TIMEOUT, BuildError(
+                type=ErrorType.CI_FAILED, phase="ci", iteration=n,
+                message=f"CI did not finish within {spec.ci.timeout_seconds:g} s"))  # fmt: skip
+            raise _RunEnded
+        self._apply(RunEvent.CI_FAILED)
+        self.ci_rounds += 1
+        failing = ", ".join(c.name for c in status.failing) or status.summary
+        if self.ci_rounds > spec.ci.max_iterations:
+            self._end(
+                RunEvent.VERIFY_FAILED_TERMINAL,
+                BuildError(
+                    type=ErrorType.CI_FAILED,
+                    phase="ci",
+                    iteration=n,
+                    message=f"CI failed ({failing}); the limit of {spec.ci.max_iterations} CI fix round(s) is reached",
                 ),
             )
-            record.feedback = fb
-            feedback_ref = fb.ref
-            record.decision = f"continue: {fb.summary}"
-            await self._close_iteration(record)
+            raise _RunEnded
+        summary = await self._act(
+            DeliveryActivities.fetch_ci_failure,
+            FetchCIFailureInput(ctx=ctx, spec=spec, repo=repo, status=status, ci_iteration=self.ci_rounds),
+            timeout=600,
+            retry=GITHUB_RETRY,
+        )
+        return summary.feedback_ref
+
+    async def _poll_ci(self, head: str):
+        order, ctx = self.order, self.ctx
+        assert order and ctx
+        spec, repo = order.delivery, self._repo()
+        started = workflow.now()
+        poll = 0
+        while True:
+            poll += 1
+            elapsed = (workflow.now() - started).total_seconds()
+            status = await self._act(
+                DeliveryActivities.poll_ci,
+                PollCIInput(ctx=ctx, spec=spec, repo=repo, head_sha=head, elapsed_seconds=elapsed, poll=poll),
+                timeout=120,
+                retry=GITHUB_RETRY,
+            )
+            verdict = ci_verdict(status, spec.ci)
+            if verdict != "wait":
+                return verdict, status
+            if elapsed >= spec.ci.timeout_seconds:
+                return "timeout", status
+            await workflow.sleep(timedelta(seconds=spec.ci.poll_interval_seconds))
+
+    async def _mark_ready(self) -> None:
+        assert self.order and self.ctx and self.pr
+        if not self.order.delivery.draft:
+            return
+        try:
+            ready = await self._act(
+                DeliveryActivities.mark_pr_ready,
+                MarkReadyInput(ctx=self.ctx, spec=self.order.delivery, repo=self._repo(), pr=self.pr),
+                timeout=120,
+                retry=GITHUB_RETRY,
+            )
+        except ActivityError as err:
+            _reraise_cancellation(err)
+            self.warnings.append(f"could not mark the pull request ready: {err.cause or err}")
+            return
+        if ready.warning:
+            self.warnings.append(ready.warning)
+
+    def _pr_template(self):
+        assert self.order and self.ctx
+        last = self.history[-1].verification if self.history else None
+        gates = [GateRow(name=g.name, passed=g.passed, duration_ms=g.duration_ms) for g in (last.gates if last else [])]
+        levels = [g.level for g in (last.gates if last else []) if g.passed and g.level]
+        _, cost = self._totals()
+        return PRTemplateContext(
+            work_order_id=self.ctx.work_order_id, run_id=self.ctx.run_id, task_prompt=self.order.task_prompt,
+            iterations=len(self.history), highest_level_passed=levels[-1] if levels else None, gates=gates,
+            cost_usd=round(cost, 6) if cost else None,
+        )  # fmt: skip
 
     # -- phases ----------------------------------------------------------------------
     async def _build(self, n: int, feedback_ref: str | None) -> AgentSummary:
@@ -297,27 +571,14 @@ class WorkOrderWorkflow:
         self.ended_at = workflow.now()
         if self.workspace is not None:
             if self.sm.result in (RunResult.FAILED_TIMEOUT, RunResult.CANCELED, RunResult.FAILED_BUILD):
-                try:
+                try:  # whatever the agent wrote before the limit hit becomes a commit on the branch
                     snap = await self._snapshot(max(1, len(self.history)), salvage=True)
-                    if snap.changed or self.sm.result != RunResult.FAILED_BUILD:
-                        self.partial = True
+                    if snap.changed:
                         self.last_commit = snap.commit
                 except ActivityError:
-                    workflow.logger.warning("salvage snapshot failed")
-            try:
-                self.delivery = await self._act(
-                    WorkspaceActivities.deliver_local,
-                    DeliverInput(ctx=self.ctx, work_order=self.order, workspace=self.workspace),
-                    timeout=600,
-                    task_queue=self.workspace.task_queue,
-                )
-            except ActivityError as err:
-                self.delivery = DeliveryResult(
-                    mode="local",
-                    branch=self.workspace.branch,
-                    pushed=False,
-                    message=f"delivery failed: {err.cause or err}",
-                )
+                    self.warnings.append("the salvage commit failed; the workspace keeps the files")
+            self.partial = self.sm.result != RunResult.PASSED and self.last_commit != self.workspace.base_commit
+            self.delivery = await self._final_delivery()
         self.ended_at = workflow.now()
         self.finished = True
         self._publish_state()
@@ -326,6 +587,41 @@ class WorkOrderWorkflow:
             FinalizeInput(ctx=self.ctx, work_order=self.order, outcome=self._outcome()),
             timeout=60,
         )
+
+    async def _final_delivery(self) -> DeliveryResult:
+        assert self.ctx and self.order and self.workspace
+        spec = self.order.delivery
+        if spec.uses_github:
+            if self.pushed_commit != self.last_commit:
+                try:
+                    await self._push(None)
+                except _RunEnded:  # fail_fast push of salvaged work: the run already ended; keep its result
+                    self.warnings.append("the final push failed")
+            return DeliveryResult(
+                mode=spec.mode.value, branch=self.workspace.branch, commit=self.pushed_commit,
+                target=self._repo().full_name if self._repo() else None, pushed=self.pushed_commit is not None,
+                pr_number=self.pr.number if self.pr else None, pr_url=self.pr.html_url if self.pr else None,
+                ci_state=self.ci_state, ci_rounds=self.ci_rounds,
+            )  # fmt: skip
+        try:
+            return await self._act(
+                WorkspaceActivities.deliver_local,
+                DeliverInput(ctx=self.ctx, work_order=self.order, workspace=self.workspace),
+                timeout=600,
+                task_queue=self.workspace.task_queue,
+            )
+        except ActivityError as err:
+            self.warnings.append(f"local delivery failed: {err.cause or err}")
+            return DeliveryResult(mode="local", branch=self.workspace.branch, pushed=False,
+                                  message=f"delivery failed: {err.cause or err}")  # fmt: skip
+
+    def _totals(self) -> tuple[TokenUsage, float]:
+        tokens, cost = TokenUsage(), 0.0
+        for rec in self.history:
+            if rec.agent is not None:
+                tokens = tokens + rec.agent.tokens
+                cost += rec.agent.cost_usd or 0.0
+        return tokens, cost
 
     async def _stop_loop(self, loop: asyncio.Future) -> None:
         loop.cancel()
@@ -406,12 +702,7 @@ class WorkOrderWorkflow:
 
     def _outcome(self) -> RunOutcome:
         info = workflow.info()
-        tokens = TokenUsage()
-        cost = 0.0
-        for rec in self.history:
-            if rec.agent is not None:
-                tokens = tokens + rec.agent.tokens
-                cost += rec.agent.cost_usd or 0.0
+        tokens, cost = self._totals()
         return RunOutcome(
             work_order_id=info.workflow_id,
             run_id=info.run_id,
@@ -422,6 +713,7 @@ class WorkOrderWorkflow:
             error=self.error.message if self.error else None,
             build_error=self.error,
             partial=self.partial,
+            warnings=list(self.warnings),
             workspace=self.workspace,
             delivery=self.delivery,
             tokens=tokens,

@@ -15,6 +15,8 @@ from api.deps import ClientDep, SettingsDep
 from api.errors import ApiError, field_error
 
 router = APIRouter(prefix="/api/v1/work-orders", tags=["work-orders"])
+# Filter values go into a Temporal visibility query between double quotes: no quotes or backslashes.
+_FILTER_VALUE = r"""^[^"'\\]*$"""
 
 
 def validated_request(body: WorkOrderRequest, settings: SettingsDep) -> WorkOrderRequest:
@@ -76,8 +78,14 @@ async def list_orders(
     client: ClientDep,
     status: Annotated[str | None, Query(pattern="^(queued|running|succeeded|failed|canceled)$")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    agent: Annotated[str | None, Query(max_length=64, pattern=_FILTER_VALUE)] = None,
+    repository: Annotated[str | None, Query(max_length=200, pattern=_FILTER_VALUE)] = None,
+    label: Annotated[str | None, Query(max_length=64, pattern=_FILTER_VALUE)] = None,
 ) -> dict:
-    return {"items": await service.list_work_orders(client, status=status, limit=limit)}
+    items = await service.list_work_orders(
+        client, status=status, limit=limit, agent=agent, repository=repository, label=label
+    )
+    return {"items": items}
 
 
 @router.get("/{work_order_id}")
@@ -133,6 +141,14 @@ async def runs(work_order_id: str, client: ClientDep) -> dict:
     if not items:
         raise ApiError(404, "not_found", f"work order {work_order_id} does not exist")
     return {"items": items}
+
+
+@router.post("/{work_order_id}/stop", status_code=202)
+async def stop(work_order_id: str, client: ClientDep) -> dict:
+    """Operator stop (the `manual` strategy's end, or an early stop): finish after the current iteration."""
+    handle = await _running_handle(client, work_order_id)
+    await handle.signal("stop")
+    return {"id": work_order_id, "status": "stopping"}
 
 
 @router.delete("/{work_order_id}", status_code=202)
