@@ -164,15 +164,18 @@ class BuildActivities:
                 progress.observe(ev)
                 events.emit(f"agent_{ev.kind}", **ev.model_dump(exclude_none=True, exclude={"kind"}))
 
-        events.emit("phase_started", phase="build", driver=driver.name)
+        wrapped = self._sandbox(order, inp.workspace.path, invocation, store.run_dir(ctx))
+        run_argv, run_env = (wrapped.argv, wrapped.env) if wrapped else (invocation.argv, invocation.env)
+        events.emit("phase_started", phase="build", driver=driver.name,
+                    sandbox=wrapped.description if wrapped else "none")  # fmt: skip
         heartbeat = asyncio.create_task(self._heartbeat(progress))
         outcome = ProcessOutcome(exit_code=None, duration_ms=0)
         options = order.agent.options
         try:
             await run_streaming(
-                invocation.argv,
+                run_argv,
                 cwd=inp.workspace.path,
-                env=invocation.env,
+                env=run_env,
                 stdout_path=store.path(ctx, stdout_ref),
                 stderr_path=store.path(ctx, stderr_ref),
                 on_line=on_line,
@@ -194,9 +197,12 @@ class BuildActivities:
             heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await heartbeat
+            sandbox_record, evidence = self._close_sandbox(wrapped)
 
         parsed = parser.finish()
         result, found = self._record(ctx, n, driver.name, invocation.argv, parsed, stdout_ref, stderr_ref, outcome)
+        if wrapped is not None:
+            result = self._apply_sandbox(ctx, n, order, result, sandbox_record, evidence)
         events.emit(
             "phase_completed",
             phase="build",
@@ -235,6 +241,46 @@ class BuildActivities:
             error=result.error,
             final_message=(result.final_message or "")[-4000:] or None,
         )
+
+    def _sandbox(self, order, workspace: str, invocation, run_dir):
+        """Wrap the agent command in the work order's sandbox policy (None: a plain subprocess)."""
+        if order.sandbox is None:
+            return None
+        from agentgate.sandbox.base import SandboxUnavailable, resolve_secrets
+        from agentgate.sandbox.policy import SandboxConfigError
+        from agentgate.sandbox.providers import wrap_command
+
+        policy = order.sandbox.for_phase("agent")
+        # The agent reads its prompt and feedback from the run folder: make it visible, read-only.
+        policy = policy.model_copy(update={"read_only_paths": [*policy.read_only_paths, str(run_dir)]})
+        try:
+            return wrap_command(invocation.argv, workspace=workspace, env=invocation.env, policy=policy,
+                                secrets=resolve_secrets(policy))  # fmt: skip
+        except (SandboxUnavailable, SandboxConfigError) as exc:
+            raise app_error("invalid_input", f"sandbox: {exc}") from exc
+
+    @staticmethod
+    def _close_sandbox(wrapped) -> tuple[dict, dict]:
+        if wrapped is None:
+            return {}, {}
+        try:
+            return wrapped.record(), wrapped.evidence()
+        finally:
+            wrapped.cleanup()
+
+    def _apply_sandbox(self, ctx, n, order, result: AgentResult, record: dict, evidence: dict) -> AgentResult:
+        """Record the sandbox in agent-N.json and classify a breached resource limit."""
+        from agentgate.sandbox.limits import classify_exit
+
+        result.sandbox = record
+        reason = classify_exit(result.exit_code, None, result.stderr_excerpt, order.sandbox, evidence)
+        if reason and not result.success:
+            result.error = BuildError(type=ErrorType.RESOURCE_EXCEEDED, message=f"resource_exceeded: {reason}",
+                                      phase="build", iteration=n, exit_code=result.exit_code,
+                                      stderr_tail=result.stderr_excerpt[-2000:],
+                                      files=[f"agent-{n}.json", result.stdout_ref, result.stderr_ref])  # fmt: skip
+        self.deps.store.persist_json(ctx, f"agent-{n}.json", result)
+        return result
 
     async def _heartbeat(self, progress: _Progress) -> None:
         while True:

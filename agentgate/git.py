@@ -39,8 +39,13 @@ def git_env() -> dict[str, str]:
     return env
 
 
+# The agent can write the workspace, including .git/config and hooks: our own git calls
+# must never run code it planted there (hooks, fsmonitor) outside its sandbox.
+SAFE_GIT = ["-c", "core.hooksPath=/dev/null", "-c", "core.fsmonitor=false"]
+
+
 async def git(cwd: str | Path, *args: str, check: bool = True, timeout: float = 300) -> str:
-    code, out, err = await run_command(["git", *args], cwd=cwd, env=git_env(), timeout=timeout)
+    code, out, err = await run_command(["git", *SAFE_GIT, *args], cwd=cwd, env=git_env(), timeout=timeout)
     if check and code != 0:
         raise GitError(list(args), code, err)
     return out

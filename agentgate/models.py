@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from agentgate.delivery.models import DeliverySpec
+from agentgate.sandbox.policy import SandboxPolicy
 from workflows.convergence import ConvergenceConfig
 
 # ---------------------------------------------------------------------------
@@ -145,6 +146,10 @@ class WorkOrderRequest(_Strict):
     protected_paths: list[str] = Field(
         default_factory=list, max_length=100, description="Globs the agent must not change (gate integrity)."
     )
+    sandbox: SandboxPolicy | None = Field(
+        default=None,
+        description="Isolation of the agent phase (docs/sandbox.md); unset runs the agent as a plain subprocess.",
+    )
     verify_timeout_seconds: float = Field(default=3600, gt=0, le=24 * 3600, description="Limit of one verify phase.")
 
     @field_validator("task_prompt")
@@ -238,6 +243,7 @@ class ErrorType(StrEnum):
     SNAPSHOT_ERROR = "snapshot_error"
     DELIVERY_ERROR = "delivery_error"
     BUDGET_EXCEEDED = "budget_exceeded"
+    RESOURCE_EXCEEDED = "resource_exceeded"
     CANCELED = "canceled"
     SYSTEM_ERROR = "system_error"
 

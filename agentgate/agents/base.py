@@ -79,6 +79,7 @@ class AgentResult(BaseModel):
     canceled: bool = False
     survivors: list[int] = Field(default_factory=list, description="PIDs still alive after termination.")
     error: BuildError | None = None
+    sandbox: dict[str, Any] = Field(default_factory=dict, description="Provider, network and limits in force.")
 
 
 @dataclass
