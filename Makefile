@@ -34,6 +34,10 @@ test: install
 	@$(VENV)/bin/ruff check .
 	@$(VENV)/bin/pytest -q
 
+## Benchmarks (not part of make test): prints a table, writes bench/results/<date>.json.
+bench: install
+	@$(PY) -m bench.run
+
 lint: install
 	@$(VENV)/bin/ruff check .
 
