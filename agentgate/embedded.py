@@ -127,8 +127,9 @@ async def run_stack(settings: Settings, ready: asyncio.Event | None = None) -> N
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    # A short graceful shutdown: open SSE streams (a dashboard tab) must not hold up a stop.
     server = _QuietServer(uvicorn.Config(create_app(settings), host=settings.api_host, port=settings.api_port,
-                                         log_level="warning", lifespan="on"))  # fmt: skip
+                                         log_level="warning", lifespan="on", timeout_graceful_shutdown=3))  # fmt: skip
     worker_stop = asyncio.Event()
     tasks: list[asyncio.Task] = []
     try:
@@ -187,6 +188,7 @@ def read_pid_file(settings: Settings) -> dict | None:
 def _banner(settings: Settings) -> str:
     return (
         "AgentGate is up\n"
+        f"  Dashboard    {settings.api_url}/\n"
         f"  API          {settings.api_url}   (OpenAPI docs: {settings.api_url}/docs)\n"
         f"  Temporal UI  {settings.temporal_ui_url}\n"
         f"  Temporal     {settings.temporal_address}  namespace {settings.temporal_namespace}\n"

@@ -186,6 +186,27 @@ def _visibility_literal(value: str) -> str:
     return f'"{value}"'
 
 
+# A terminated or timed-out execution never wrote its final status attribute, so a kill would
+# leave it listed as running forever: Temporal's own execution status decides for those.
+_STATUS_FILTERS = {
+    "queued": 'AgentGateStatus="queued" AND ExecutionStatus="Running"',
+    "running": 'AgentGateStatus="running" AND ExecutionStatus="Running"',
+    "failed": '(AgentGateStatus="failed" OR ExecutionStatus="Terminated" OR ExecutionStatus="TimedOut"'
+    ' OR ExecutionStatus="Failed")',
+    "canceled": '(AgentGateStatus="canceled" OR ExecutionStatus="Canceled")',
+}
+
+
+def _listed_status(attrs: TypedSearchAttributes, execution: WorkflowExecutionStatus | None) -> dict:
+    status, state, result = attrs.get(sa.STATUS), attrs.get(sa.STATE), attrs.get(sa.RESULT)
+    forced = _status_from_execution(execution)
+    if forced is not None and status not in (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELED):
+        status = state = forced.value
+        if execution == WorkflowExecutionStatus.TERMINATED:
+            result = result or "failed_error"
+    return {"status": status, "state": state, "result": result}
+
+
 async def list_work_orders(
     client: Client,
     *,
@@ -197,7 +218,7 @@ async def list_work_orders(
 ) -> list[dict]:
     query = f'WorkflowType="{WORKFLOW_TYPE}"'
     if status:
-        query += f' AND AgentGateStatus="{status}"'
+        query += f" AND {_STATUS_FILTERS.get(status, f'AgentGateStatus={_visibility_literal(status)}')}"
     for key, value in ((sa.AGENT, agent), (sa.REPO, repository), (sa.LABELS, label)):
         if value:
             query += f" AND {key.name}={_visibility_literal(value)}"
@@ -208,9 +229,7 @@ async def list_work_orders(
             {
                 "id": wf.id,
                 "run_id": wf.run_id,
-                "status": attrs.get(sa.STATUS),
-                "state": attrs.get(sa.STATE),
-                "result": attrs.get(sa.RESULT),
+                **_listed_status(attrs, wf.status),
                 "agent": attrs.get(sa.AGENT),
                 "repository": attrs.get(sa.REPO),
                 "priority": attrs.get(sa.PRIORITY),

@@ -3,7 +3,7 @@
 # a reason when its package is missing). Installed only when we are root with apt-get;
 # a failure here never fails `make install`.
 set -u
-want=(bubblewrap)
+want=(bubblewrap chromium)
 missing=()
 for pkg in "${want[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")

@@ -113,7 +113,13 @@ async def running_api(env: WorkflowEnvironment, settings: Settings):
     import uvicorn
 
     server = _QuietServer(
-        uvicorn.Config(create_app(settings, client=env.client), host="127.0.0.1", port=port, log_level="warning")
+        uvicorn.Config(
+            create_app(settings, client=env.client),
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+            timeout_graceful_shutdown=2,
+        )
     )
     task = asyncio.create_task(server.serve())
     while not server.started:

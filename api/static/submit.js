@@ -93,7 +93,7 @@
         location.assign("/work-orders/" + encodeURIComponent(r.data.id));
         return;
       }
-      state.textContent = r.status === 422 ? "Please fix the fields marked below." : "";
+      state.textContent = r.status === 422 ? "Please fix the marked fields." : "";
       const err = (r.data && r.data.error) || {};
       showErrors(r.status === 422 ? err.details : [], r.error);
     } finally {

@@ -75,7 +75,7 @@
       dd("Duration", duration),
       dd("Agent", order ? order.agent.driver + (order.agent.model ? " · " + order.agent.model : "") : null),
       dd("Priority", order ? order.priority : null),
-      dd("Run", el("code", {}, s.run_id)),
+      dd("Run", el("code", {}, s.run_id), { "data-testid": "run" }),
       dd("Labels", order && order.labels.length ? order.labels.join(", ") : null),
     ];
     if (s.error) items.push(...dd("Error", (s.build_error ? s.build_error.type + ": " : "") + s.error, { class: "fail" }));
@@ -263,13 +263,15 @@
   function iterationCard(rec, report) {
     const v = rec.verification;
     const a = rec.agent;
-    const inProgress = !rec.ended_at;
-    const verdict = v ? (v.passed ? "passed" : "failed") : (rec.error ? "failed" : (inProgress ? "running" : "—"));
+    const runOver = TERMINAL.has(summary.status);
+    const inProgress = !rec.ended_at && !runOver;
+    const cut = !rec.ended_at && runOver; // the run was killed or canceled inside this iteration
+    const verdict = v ? (v.passed ? "passed" : "failed") : (rec.error ? "failed" : (inProgress ? "running" : (cut ? "interrupted" : "—")));
     const card = el("li", { class: "iter", id: "iter-" + rec.iteration, "data-iteration": rec.iteration });
     card.append(el("div", { class: "iter-head" },
       el("h3", {}, "Iteration " + rec.iteration),
       badge(verdict, verdict === "passed" ? "passed" : ""),
-      el("span", { class: "muted" }, inProgress ? "in progress" : fmtMs(since(rec.started_at, rec.ended_at)), " · ",
+      el("span", { class: "muted" }, inProgress ? "in progress" : (cut ? "did not finish" : fmtMs(since(rec.started_at, rec.ended_at))), " · ",
         fmtTime(rec.started_at))));
     if ((rec.phases || []).length) card.append(...phaseBar(rec));
     if (rec.decision) card.append(el("p", { class: "decision" }, el("strong", {}, "Decision: "), rec.decision));
@@ -314,7 +316,7 @@
     $("timeline-empty").hidden = history.length > 0;
     const list = $("timeline");
     for (const rec of history) {
-      const signature = JSON.stringify(rec);
+      const signature = JSON.stringify([rec, TERMINAL.has(summary.status)]);
       if (rendered.get(rec.iteration) === signature) continue;
       rendered.set(rec.iteration, signature);
       const report = await verificationFor(rec);
@@ -423,7 +425,8 @@
         break;
       }
       case "gate_checked":
-        addLine(ev, "progress", (ev.passed ? "✔ " : "✘ ") + (ev.level ? ev.level + " " : "") + ev.gate +
+        addLine(ev, "progress", (ev.passed ? "✔ " : "✘ ") +
+          (ev.level && !String(ev.gate).startsWith(ev.level) ? ev.level + " " : "") + ev.gate +
           (ev.exit_code !== undefined ? " (exit " + ev.exit_code + ")" : ""), ev.passed ? null : "bad");
         break;
       case "iteration_completed":
