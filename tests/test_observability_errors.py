@@ -179,6 +179,13 @@ def test_system_error():
 # -- coverage of the table itself ---------------------------------------------------------------------------
 
 
+def test_resource_exceeded():
+    from agentgate.observability.errors import ResourceExceededError
+
+    error = classify_exception(ResourceExceededError("pids limit 64"), "build")
+    assert error.type == ErrorType.RESOURCE_EXCEEDED and "pids limit 64" in error.message
+
+
 def test_every_error_type_has_a_test_here():
     import sys
 

@@ -404,7 +404,14 @@ class WorkOrderWorkflow:
             self._apply(RunEvent.VERIFY_PASSED)
             return None
         self._apply(RunEvent.CI_POLLING_STARTED)
-        verdict, status = await self._poll_ci(head)
+        try:
+            verdict, status = await self._poll_ci(head)
+        except ActivityError as err:  # fail_fast: the run fails; best_effort (retries exhausted): CI unknown
+            _reraise_cancellation(err)
+            self._delivery_failure(err, "CI polling")
+            self.ci_state = "error"
+            self._apply(RunEvent.CI_INCONCLUSIVE)
+            return None
         self.ci_state = verdict
         if verdict == "passed":
             await self._mark_ready()
@@ -443,12 +450,24 @@ class WorkOrderWorkflow:
                 ),
             )
             raise _RunEnded
-        summary = await self._act(
-            DeliveryActivities.fetch_ci_failure,
-            FetchCIFailureInput(ctx=ctx, spec=spec, repo=repo, status=status, ci_iteration=self.ci_rounds),
-            timeout=600,
-            retry=GITHUB_RETRY,
-        )
+        try:
+            summary = await self._act(
+                DeliveryActivities.fetch_ci_failure,
+                FetchCIFailureInput(ctx=ctx, spec=spec, repo=repo, status=status, ci_iteration=self.ci_rounds),
+                timeout=600,
+                retry=GITHUB_RETRY,
+            )
+        except ActivityError as err:
+            _reraise_cancellation(err)
+            self._delivery_failure(err, "fetching the CI failure")
+            summary = None
+        if summary is None or summary.feedback_ref is None:  # None would read as "run ended": end it for real
+            if summary is not None and summary.warning:
+                self.warnings.append(summary.warning)
+            self._end(RunEvent.VERIFY_FAILED_TERMINAL, BuildError(
+                type=ErrorType.CI_FAILED, phase="ci", iteration=n,
+                message=f"CI failed ({failing}); no CI feedback could be fetched for another round"))  # fmt: skip
+            raise _RunEnded
         return summary.feedback_ref
 
     async def _poll_ci(self, head: str):

@@ -19,6 +19,10 @@ from agentgate.models import BuildError, ErrorType
 TAIL_CHARS = 2000
 
 
+class ResourceExceededError(Exception):
+    """A sandbox limit (memory, CPU, PIDs, disk) stopped the agent; the message names the limit."""
+
+
 class BudgetExceededError(Exception):
     """Raised when a run's token or cost budget is spent."""
 
@@ -102,6 +106,7 @@ class _Rule:
 EXCEPTION_RULES: list[_Rule] = [
     _Rule(_is_cancel, ErrorType.CANCELED),
     _Rule(_name_is("BudgetExceededError"), ErrorType.BUDGET_EXCEEDED),
+    _Rule(_name_is("ResourceExceededError"), ErrorType.RESOURCE_EXCEEDED),
     _Rule(_name_is("WorkspaceError"), ErrorType.WORKSPACE_ERROR),
     _Rule(_name_is("SnapshotError"), ErrorType.SNAPSHOT_ERROR),
     _Rule(_name_is("DeliveryError"), ErrorType.DELIVERY_ERROR),

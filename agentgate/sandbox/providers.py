@@ -237,7 +237,7 @@ class BubblewrapProvider:
                 hidden_dirs.append(real)
             else:
                 args += ["--ro-bind", "/dev/null", real]
-        for path in policy.read_only_paths:
+        for path in [*_runtime_paths_under_tmp(), *policy.read_only_paths]:
             args += ["--ro-bind-try", path, path]
         args += ["--bind", workspace, workspace]
         args += _git_guards(workspace, policy, "--ro-bind")
@@ -426,6 +426,17 @@ def select_provider(policy: SandboxPolicy) -> tuple[SandboxProvider, list[str]]:
         if ok:
             return provider, tried
     raise SandboxUnavailable("no sandbox provider available: " + "; ".join(tried))
+
+
+def _runtime_paths_under_tmp() -> list[str]:
+    """Our interpreter, its environment and this project, when they live under /tmp (a fresh
+    clone in a temporary folder): the sandbox's private /tmp would otherwise hide them."""
+    import sys
+
+    project = Path(__file__).resolve().parents[2]
+    candidates = {os.path.realpath(sys.prefix), os.path.realpath(sys.base_prefix), str(project)}
+    candidates.add(os.path.dirname(os.path.realpath(sys.executable)))
+    return sorted(p for p in candidates if p == "/tmp" or p.startswith("/tmp/"))
 
 
 def wrap_command(
