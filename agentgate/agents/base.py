@@ -16,6 +16,7 @@ Drivers may remove variables afterwards (claude-code's subscription mode drops A
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -131,6 +132,24 @@ class AgentDriver(Protocol):
     def build_invocation(self, request: AgentRequest) -> AgentInvocation: ...
 
     def new_parser(self) -> OutputParser: ...
+
+
+def decode_json_line(run: ParsedRun, stream: str, line: str) -> tuple[dict[str, Any] | None, list[AgentEvent]]:
+    """The first step every JSON-lines parser shares: (the decoded object, or None with the events
+    to emit instead). stderr and non-JSON lines are kept as output; a non-object line is counted."""
+    if stream != "stdout":
+        return None, ([AgentEvent(kind="output", stream=stream, text=line)] if line.strip() else [])
+    if not line.strip():
+        return None, []
+    try:
+        data = json.loads(line)
+    except ValueError:
+        run.unparsed_lines += 1
+        return None, [AgentEvent(kind="output", stream=stream, text=line)]
+    if not isinstance(data, dict):
+        run.unparsed_lines += 1
+        return None, []
+    return data, []
 
 
 def base_environment(request: AgentRequest) -> dict[str, str]:

@@ -24,7 +24,15 @@ import json
 import time
 from typing import Any
 
-from agentgate.agents.base import AgentEvent, AgentInvocation, AgentRequest, ParsedRun, ToolCall, base_environment
+from agentgate.agents.base import (
+    AgentEvent,
+    AgentInvocation,
+    AgentRequest,
+    ParsedRun,
+    ToolCall,
+    base_environment,
+    decode_json_line,
+)
 from agentgate.agents.context import compose_context, iteration_prompt
 from agentgate.agents.pricing import estimate_cost
 from agentgate.models import TokenUsage
@@ -98,18 +106,9 @@ class CodexJsonParser:
         return int((time.monotonic() - self._started) * 1000)
 
     def feed(self, stream: str, line: str) -> list[AgentEvent]:
-        if stream != "stdout":
-            return [AgentEvent(kind="output", stream=stream, text=line)] if line.strip() else []
-        if not line.strip():
-            return []
-        try:
-            data = json.loads(line)
-        except ValueError:
-            self.run.unparsed_lines += 1
-            return [AgentEvent(kind="output", stream=stream, text=line)]
-        if not isinstance(data, dict):
-            self.run.unparsed_lines += 1
-            return []
+        data, passthrough = decode_json_line(self.run, stream, line)
+        if data is None:
+            return passthrough
         kind = data.get("type")
         if kind == "thread.started":
             self.run.session_id = data.get("thread_id") or self.run.session_id

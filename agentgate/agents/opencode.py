@@ -17,10 +17,17 @@ does not name the model in this stream, so the model is the one the work order a
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-from agentgate.agents.base import AgentEvent, AgentInvocation, AgentRequest, ParsedRun, ToolCall, base_environment
+from agentgate.agents.base import (
+    AgentEvent,
+    AgentInvocation,
+    AgentRequest,
+    ParsedRun,
+    ToolCall,
+    base_environment,
+    decode_json_line,
+)
 from agentgate.agents.context import compose_context, iteration_prompt
 from agentgate.agents.pricing import estimate_cost
 from agentgate.models import TokenUsage
@@ -41,18 +48,9 @@ class OpenCodeJsonParser:
         self._cost_reported = False
 
     def feed(self, stream: str, line: str) -> list[AgentEvent]:
-        if stream != "stdout":
-            return [AgentEvent(kind="output", stream=stream, text=line)] if line.strip() else []
-        if not line.strip():
-            return []
-        try:
-            data = json.loads(line)
-        except ValueError:
-            self.run.unparsed_lines += 1
-            return [AgentEvent(kind="output", stream=stream, text=line)]
-        if not isinstance(data, dict):
-            self.run.unparsed_lines += 1
-            return []
+        data, passthrough = decode_json_line(self.run, stream, line)
+        if data is None:
+            return passthrough
         self.run.session_id = data.get("sessionID") or self.run.session_id
         kind = data.get("type")
         part = data.get("part") if isinstance(data.get("part"), dict) else {}
