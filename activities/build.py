@@ -124,7 +124,8 @@ class BuildActivities:
 
     @activity.defn(name="run_agent")
     async def run_agent(self, inp: BuildInput) -> AgentSummary:
-        ctx, n, order = inp.ctx, inp.iteration, inp.work_order
+        ctx, n = inp.ctx, inp.iteration
+        order = self.deps.work_order(ctx, inp.work_order)
         store = self.deps.store
         events = RunEventLog(store, ctx, iteration=n)
         await _announce_start(ctx, n)

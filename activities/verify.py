@@ -50,11 +50,12 @@ class VerifyActivities:
     @activity.defn(name="verify")
     async def verify(self, inp: VerifyInput) -> VerificationSummary:
         ctx, n = inp.ctx, inp.iteration
+        order = self.deps.work_order(ctx, inp.work_order)
         store = self.deps.store
         ws = inp.workspace.path
         events = RunEventLog(store, ctx, iteration=n)
-        opts = verification_options(inp.work_order)
-        events.emit("phase_started", phase="verify", gates=len(inp.work_order.gates), source=opts.gate_plan_source)
+        opts = verification_options(order)
+        events.emit("phase_started", phase="verify", gates=len(order.gates), source=opts.gate_plan_source)
         try:
             head = await git.head(ws)
             plan = await plan_for_workspace(
@@ -62,7 +63,7 @@ class VerifyActivities:
                 base=inp.workspace.base_commit,
                 head=head,
                 source=opts.gate_plan_source,
-                inline_gates=inp.work_order.gates,
+                inline_gates=order.gates,
                 skip_levels=opts.skip_levels,
                 protected_paths=opts.protected_paths,
             )

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from temporalio import activity
 
-from activities.deps import ActivityDeps
+from activities.deps import WORK_ORDER_REF, ActivityDeps
 from activities.errors import app_error
 from agentgate import git
 from agentgate.events import RunEventLog
@@ -43,7 +43,8 @@ class WorkspaceActivities:
     async def prepare_workspace(self, inp: PrepareInput) -> WorkspaceInfo:
         ctx, order = inp.ctx, inp.work_order
         events = RunEventLog(self.deps.store, ctx)
-        self.deps.store.persist_json(ctx, "work-order.json", order)
+        # Written strictly (an error retries the activity): later phases read the order from it.
+        self.deps.store.write_json(ctx, WORK_ORDER_REF, order)
         events.emit("phase_started", phase="prepare")
         dest = self.deps.settings.workspaces_dir / ctx.work_order_id / ctx.run_id
         if dest.exists():  # a retried attempt: start clean

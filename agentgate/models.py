@@ -407,8 +407,14 @@ class PrepareInput(_Strict):
 
 
 class BuildInput(_Strict):
+    """The work order itself is not repeated here: it is in the run's `work-order.json`, written
+    once by prepare, so a large prompt does not grow Temporal history with every iteration."""
+
     ctx: RunContext
-    work_order: WorkOrder
+    work_order: WorkOrder | None = Field(
+        default=None,
+        description="Deprecated: histories of earlier versions carried it; activities now read work-order.json.",
+    )
     workspace: WorkspaceInfo
     iteration: int
     feedback_ref: str | None = None
@@ -424,7 +430,10 @@ class SnapshotInput(_Strict):
 
 class VerifyInput(_Strict):
     ctx: RunContext
-    work_order: WorkOrder
+    work_order: WorkOrder | None = Field(
+        default=None,
+        description="Deprecated: histories of earlier versions carried it; activities now read work-order.json.",
+    )
     workspace: WorkspaceInfo
     iteration: int
 
@@ -443,11 +452,17 @@ class RecordIterationInput(_Strict):
 
 class DeliverInput(_Strict):
     ctx: RunContext
-    work_order: WorkOrder
+    work_order: WorkOrder | None = Field(
+        default=None,
+        description="Deprecated: histories of earlier versions carried it; activities now read work-order.json.",
+    )
     workspace: WorkspaceInfo
 
 
 class FinalizeInput(_Strict):
     ctx: RunContext
-    work_order: WorkOrder
+    work_order: WorkOrder | None = Field(
+        default=None,
+        description="Deprecated: histories of earlier versions carried it; activities now read work-order.json.",
+    )
     outcome: RunOutcome

@@ -277,7 +277,7 @@ class WorkOrderWorkflow:
                 "verify",
                 self._act(
                     VerifyActivities.verify,
-                    VerifyInput(ctx=ctx, work_order=order, workspace=self.workspace, iteration=n),
+                    VerifyInput(ctx=ctx, workspace=self.workspace, iteration=n),
                     timeout=order.verify_timeout_seconds,
                     heartbeat=60,
                     task_queue=self.workspace.task_queue,
@@ -531,7 +531,6 @@ class WorkOrderWorkflow:
                 BuildActivities.run_agent,
                 BuildInput(
                     ctx=self.ctx,
-                    work_order=self.order,
                     workspace=self.workspace,
                     iteration=n,
                     feedback_ref=feedback_ref,
@@ -603,7 +602,7 @@ class WorkOrderWorkflow:
         self._publish_state()
         await self._act(
             RecordActivities.finalize_run,
-            FinalizeInput(ctx=self.ctx, work_order=self.order, outcome=self._outcome()),
+            FinalizeInput(ctx=self.ctx, outcome=self._outcome()),
             timeout=60,
         )
 
@@ -625,7 +624,7 @@ class WorkOrderWorkflow:
         try:
             return await self._act(
                 WorkspaceActivities.deliver_local,
-                DeliverInput(ctx=self.ctx, work_order=self.order, workspace=self.workspace),
+                DeliverInput(ctx=self.ctx, workspace=self.workspace),
                 timeout=600,
                 task_queue=self.workspace.task_queue,
             )
