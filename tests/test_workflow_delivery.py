@@ -148,6 +148,17 @@ async def test_action_required_succeeds_with_a_warning_and_the_pr_stays_draft(sk
     assert github.calls("POST", r"^/graphql$") == []
 
 
+async def test_a_502_with_retry_after_on_pr_creation_is_retried_by_temporal(skip_env, settings, sample_repo, github):
+    """A transient GitHub error is an activity retry (honouring Retry-After), not a failed run or a second PR."""
+    script_by_push_order(github, CI.green())
+    github.inject("POST", r"/repos/octo/demo/pulls$", 502, {"message": "Bad Gateway"}, {"Retry-After": "1"})
+    outcome = await run(skip_env, settings, pr_order(sample_repo))
+    assert outcome.result == "passed", (outcome.error, outcome.warnings)
+    assert [r.status for r in github.calls("POST", r"/pulls$")] == [502, 201]
+    assert outcome.delivery.pr_number == 1 and outcome.delivery.ci_state == "passed"
+    assert len(github.pulls) == 1
+
+
 async def test_pr_403_only_warns_in_best_effort(skip_env, settings, sample_repo, github):
     github.inject("POST", r"/pulls$", 403, {"message": "Resource not accessible by integration"})
     outcome = await run(skip_env, settings, pr_order(sample_repo, github_mode="best_effort"))
