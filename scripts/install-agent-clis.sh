@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The real agent CLIs (Claude Code, Codex) from the npm registry, into ./.agent-clis/.
+# The real agent CLIs (Claude Code, Codex, OpenCode) from the npm registry, into ./.agent-clis/.
 #
 # Only tests use them: they check that the command lines our drivers build are accepted
 # by the real programs and that a run without credentials ends as a classified error.
@@ -8,8 +8,8 @@
 set -u
 cd "$(dirname "$0")/.."
 prefix=".agent-clis"
-packages=(@anthropic-ai/claude-code @openai/codex)
-bins=(claude codex)
+packages=(@anthropic-ai/claude-code @openai/codex opencode-ai)
+bins=(claude codex opencode)
 
 missing=0
 for b in "${bins[@]}"; do

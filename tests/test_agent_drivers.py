@@ -227,6 +227,91 @@ def test_codex_failure_modes_are_classified(sample_repo, mode, error_type, retry
     assert run.error_message and run.error_message in error.message
 
 
+CODEX_ITEMS = [  # item shapes from codex-rs/exec/src/exec_events.rs
+    {"type": "thread.started", "thread_id": "0199a213-81c0-7800-8aa1-bbab2a035a53"},
+    {"type": "turn.started"},
+    {"type": "item.started", "item": {"id": "item_1", "type": "mcp_tool_call", "server": "docs", "tool": "search",
+                                      "arguments": {"q": "retry"}, "result": None, "error": None,
+                                      "status": "in_progress"}},
+    {"type": "item.completed", "item": {"id": "item_1", "type": "mcp_tool_call", "server": "docs", "tool": "search",
+                                        "arguments": {"q": "retry"}, "status": "completed", "error": None,
+                                        "result": {"content": [{"type": "text", "text": "found 3"}],
+                                                   "structured_content": None}}},
+    {"type": "item.completed", "item": {"id": "item_2", "type": "mcp_tool_call", "server": "db", "tool": "query",
+                                        "arguments": {}, "result": None, "error": {"message": "timeout"},
+                                        "status": "failed"}},
+    {"type": "item.completed", "item": {"id": "item_3", "type": "web_search", "query": "temporal retry policy",
+                                        "action": {"type": "search", "query": "temporal retry policy"}}},
+    {"type": "item.started", "item": {"id": "item_4", "type": "collab_tool_call", "tool": "spawn_agent",
+                                      "sender_thread_id": "t1", "receiver_thread_ids": ["t2"], "prompt": "lint it",
+                                      "agents_states": {}, "status": "in_progress"}},
+    {"type": "item.completed", "item": {"id": "item_4", "type": "collab_tool_call", "tool": "spawn_agent",
+                                        "sender_thread_id": "t1", "receiver_thread_ids": ["t2"], "prompt": "lint it",
+                                        "agents_states": {"t2": {"status": "completed", "message": None}},
+                                        "status": "completed"}},
+    {"type": "item.plan.delta", "item_id": "item_5", "delta": "1. fix"},
+    {"type": "item.completed", "item": {"id": "item_5", "type": "plan", "text": "1. fix add"}},
+    {"type": "item.updated", "item": {"id": "item_6", "type": "todo_list", "items": [
+        {"text": "fix add", "completed": True}, {"text": "fix multiply", "completed": False}]}},
+    {"type": "item.completed", "item": {"id": "item_6", "type": "todo_list", "items": [
+        {"text": "fix add", "completed": True}, {"text": "fix multiply", "completed": True}]}},
+    {"type": "item.completed", "item": {"id": "item_7", "type": "error", "message": "model fell back"}},
+    {"type": "request_user_input", "id": "turn_1", "call_id": "c1", "questions": [{"question": "Which branch?"}]},
+    {"type": "turn.completed", "usage": {"input_tokens": 100, "cached_input_tokens": 40, "output_tokens": 7}},
+    {"type": "turn.started"},
+    {"type": "turn.failed", "error": {"message": "stream disconnected before completion: connection reset by peer"}},
+]  # fmt: skip
+
+
+def test_codex_every_item_type_is_parsed():
+    parser = CodexJsonParser(model="gpt-5-codex")
+    events = []
+    for line in CODEX_ITEMS:
+        events += parser.feed("stdout", json.dumps(line))
+    run = parser.finish()
+    assert run.unparsed_lines == 0 and run.turns == 2 and run.session_id == CODEX_ITEMS[0]["thread_id"]
+    assert run.tokens == TokenUsage(input=60, output=7, cache_read=40)
+    names = [t.name for t in run.tool_calls]
+    assert names == ["mcp:docs/search", "mcp:db/query", "web_search", "collab:spawn_agent"]
+    search, query, web, collab = run.tool_calls
+    assert search.input == {"q": "retry"} and search.output == "found 3" and not search.is_error
+    assert query.is_error and query.output == "timeout"
+    assert web.input == {"query": "temporal retry policy"}
+    assert collab.input["prompt"] == "lint it" and collab.output == "t2: completed"
+    texts = [e.text for e in events if e.kind == "message"]
+    assert "1. fix add" in texts and "[x] fix add\n[x] fix multiply" in texts and "warning: model fell back" in texts
+    assert "asked for input: Which branch?" in texts
+    assert run.is_error and "connection reset by peer" in run.error_message
+    assert classify(message=run.error_message).reason == "connection"
+
+
+async def test_codex_waiting_for_network_is_stopped_and_classified(sample_repo, tmp_path):
+    """Codex without a network retries forever; the parser's stop_reason ends it, the table classifies it."""
+    from activities.build import classify_outcome
+    from agentgate.process import run_streaming
+
+    driver = get_driver("codex")
+    inv = driver.build_invocation(request_for(order_for(sample_repo, "codex"), sample_repo))
+    parser = driver.new_parser()
+    env = {"PATH": f"{FAKE_BIN}{os.pathsep}{os.environ['PATH']}", "HOME": str(tmp_path), "FAKE_AGENT_MODE": "offline"}
+    outcome = await run_streaming(
+        inv.argv, cwd=sample_repo, env=env, stdout_path=tmp_path / "o.log", stderr_path=tmp_path / "e.log",
+        on_line=parser.feed, timeout_seconds=60, grace_seconds=2, stdin_data=inv.stdin, should_stop=parser.stop_reason,
+    )  # fmt: skip
+    run = parser.finish()
+    assert outcome.stopped and "waiting for network" in outcome.stopped and not outcome.timed_out
+    assert outcome.survivors == [] and outcome.duration_ms < 30_000
+    error, found = classify_outcome(outcome, run, 1, (tmp_path / "e.log").read_text())
+    assert (error.type, found.reason, found.retryable) == (ErrorType.AGENT_CRASH, "connection", True)
+    assert "Reconnecting... waiting for network" in error.message
+    # Opting out: the parser lets codex wait (the iteration and idle timeouts still bound it).
+    patient = get_driver("codex")
+    patient.build_invocation(request_for(order_for(sample_repo, "codex", wait_for_network=True), sample_repo))
+    waiting = patient.new_parser()
+    waiting.feed("stdout", json.dumps({"type": "error", "message": "Reconnecting... waiting for network (x)"}))
+    assert waiting.stop_reason() is None
+
+
 # -- opencode --------------------------------------------------------------------------
 
 OPENCODE_TRANSCRIPT = [
@@ -277,8 +362,19 @@ def test_opencode_transcript_parsed_field_by_field(sample_repo):
 
 def test_opencode_error_event():
     parser = OpenCodeJsonParser()
-    parser.feed("stdout", json.dumps({"type": "error", "sessionID": "ses_x", "error": {
-        "name": "ProviderAuthError", "data": {"providerID": "anthropic", "message": "API key is missing"}}}))
+    parser.feed(
+        "stdout",
+        json.dumps(
+            {
+                "type": "error",
+                "sessionID": "ses_x",
+                "error": {
+                    "name": "ProviderAuthError",
+                    "data": {"providerID": "anthropic", "message": "API key is missing"},
+                },
+            }
+        ),
+    )
     run = parser.finish()
     assert run.is_error and run.error_kind == "ProviderAuthError" and run.error_message == "API key is missing"
     assert classify(kind=run.error_kind, message=run.error_message).error_type == ErrorType.AGENT_AUTH
@@ -332,6 +428,14 @@ CLASSIFY_ROWS = [
     ({"message": "overloaded_error"}, "overloaded", ErrorType.AGENT_CRASH, True),
     ({"status": 503}, "server_error", ErrorType.AGENT_CRASH, True),
     ({"stderr": "Error: read ECONNRESET"}, "connection", ErrorType.AGENT_CRASH, True),
+    ({"message": "Reconnecting... waiting for network (Connection failed: error sending request)"}, "connection",
+     ErrorType.AGENT_CRASH, True),
+    ({"kind": "APIError", "message": "Cannot connect to API: Unable to connect. Is the computer able to access the "
+      "url?"}, "connection", ErrorType.AGENT_CRASH, True),
+    ({"kind": "ProviderModelNotFoundError", "message": "Model not found: anthropic/x"}, "model_not_found",
+     ErrorType.AGENT_CRASH, False),
+    ({"message": "ProviderModelNotFoundError: Model not found: a/b", "stderr": "Unable to connect"},
+     "model_not_found", ErrorType.AGENT_CRASH, False),
     ({"message": "stream disconnected before completion: connection reset by peer"}, "connection",
      ErrorType.AGENT_CRASH, True),
     ({"status": 400, "message": "API Error: 400 model: bogus not found"}, "invalid_request", ErrorType.AGENT_CRASH,
@@ -358,6 +462,13 @@ def test_every_rule_has_a_test_row():
 
 def test_unrecognised_failure_is_not_classified():
     assert classify(message="something odd happened", exit_code=1) is None
+    # An offline OpenCode logs its failed models.dev refresh on every run: not a reason to retry another failure.
+    offline_noise = (
+        'level=ERROR message="Failed to fetch models.dev" cause="Cause([Fail(HttpClientError: Transport error '
+        "(GET https://models.opencode.ai/api.json) (cause: Error: Unable to connect. Is the computer able to "
+        'access the url?))])"'
+    )
+    assert classify(message="Session not found", stderr=offline_noise, exit_code=1) is None
 
 
 # -- end to end through the workflow -----------------------------------------------------
@@ -434,6 +545,92 @@ async def test_rate_limit_is_retried_by_temporal_then_fails(skip_env, settings, 
     assert outcome.result == "failed_build"
     assert len(log.read_text().splitlines()) == 3  # AGENT_RETRY: three attempts with backoff
     assert "429" in outcome.build_error.message
+
+
+async def test_codex_without_network_is_stopped_retried_and_classified(skip_env, settings, sample_repo, fake_path,
+                                                                       tmp_path, monkeypatch):  # fmt: skip
+    log = tmp_path / "invocations.jsonl"
+    monkeypatch.setenv("FAKE_AGENT_MODE", "offline")
+    monkeypatch.setenv("FAKE_AGENT_LOG", str(log))
+    order = order_for(sample_repo, "codex", env_passthrough=["FAKE_AGENT_MODE", "FAKE_AGENT_LOG"], grace_seconds=2)
+    outcome = await _run(skip_env, settings, order)
+    assert outcome.result == "failed_build"
+    assert len(log.read_text().splitlines()) == 3  # stopped each time, retried by AGENT_RETRY
+    assert outcome.build_error.type == ErrorType.AGENT_CRASH
+    assert outcome.build_error.message.startswith("connection: Reconnecting... waiting for network")
+    record = ArtifactStore(settings.runs_dir).read_json(RunContext(work_order_id=order.id, run_id=outcome.run_id),
+                                                        "agent-1.json")  # fmt: skip
+    assert "waiting for network" in record["stop_reason"] and not record["timed_out"] and record["survivors"] == []
+
+
+# -- salvage: a run that ends on a limit keeps what the agent wrote ---------------------------
+
+EDIT_THEN_WAIT = """import pathlib, sys, time
+p = pathlib.Path("mathlib.py")
+p.write_text(p.read_text().replace('raise NotImplementedError("add")', "return a + b"))
+print("implemented add; thinking about multiply", flush=True)
+pathlib.Path(sys.argv[1]).write_text("edited")
+time.sleep(120)
+"""
+
+
+def _command_order(repo: Path, tmp_path: Path, **options) -> tuple[WorkOrder, Path]:
+    script, marker = tmp_path / "edit_then_wait.py", tmp_path / "edited"
+    script.write_text(EDIT_THEN_WAIT)
+    order = WorkOrder(
+        id=new_work_order_id(), created_at=datetime.now(UTC), task_prompt=TASK_PROMPT, gates=[GATE_COMMAND],
+        workspace_source={"type": "local", "path": str(repo)},
+        agent={"driver": "command", "command": f"{sys.executable} {script} {marker}", "options": options},
+    )  # fmt: skip
+    return order, marker
+
+
+def _assert_salvaged(repo: Path, order: WorkOrder, partial: bool, commit: str | None) -> None:
+    branch = f"agentgate/{order.id}"
+    assert partial is True
+    assert commit == subprocess.check_output(["git", "-C", str(repo), "rev-parse", branch], text=True).strip()
+    saved = subprocess.check_output(["git", "-C", str(repo), "show", f"{branch}:mathlib.py"], text=True)
+    assert "return a + b" in saved and 'raise NotImplementedError("multiply")' in saved
+
+
+async def test_max_turns_ends_the_run_with_the_edit_salvaged(skip_env, settings, sample_repo, fake_path):
+    outcome = await _run(skip_env, settings, order := order_for(sample_repo, "claude-code", max_turns=2))
+    assert outcome.result == "failed_build" and outcome.iterations == 1
+    assert outcome.build_error.type == ErrorType.AGENT_TASK_FAILURE
+    assert "maximum number of turns" in outcome.build_error.message
+    assert outcome.history[0].agent.tool_calls == 2 and outcome.history[0].agent.cost_usd > 0
+    _assert_salvaged(sample_repo, order, outcome.partial, outcome.delivery.commit)
+
+
+async def test_idle_timeout_ends_the_run_with_the_edit_salvaged(skip_env, settings, sample_repo, tmp_path):
+    order, _ = _command_order(sample_repo, tmp_path, idle_timeout_seconds=2, grace_seconds=1)
+    outcome = await _run(skip_env, settings, order)
+    assert outcome.result == "failed_build" and outcome.build_error.type == ErrorType.AGENT_STALLED
+    _assert_salvaged(sample_repo, order, outcome.partial, outcome.delivery.commit)
+
+
+async def test_cancel_ends_the_run_with_the_edit_salvaged(dev_env, settings, sample_repo, tmp_path):
+    import asyncio
+
+    from temporalio.client import WorkflowFailureError
+
+    order, marker = _command_order(sample_repo, tmp_path, grace_seconds=1)
+    async with running_worker(dev_env, settings):
+        handle = await dev_env.client.start_workflow(
+            WorkOrderWorkflow.run, order, id=order.id, task_queue=settings.task_queue
+        )
+        for _ in range(600):  # the agent has made its edit (at most 30 s)
+            if marker.exists():
+                break
+            await asyncio.sleep(0.05)
+        assert marker.exists(), "the agent never made its edit"
+        await handle.cancel()
+        with pytest.raises(WorkflowFailureError):
+            await handle.result()
+    store = ArtifactStore(settings.runs_dir)
+    run_json = store.read_json(RunContext(work_order_id=order.id, run_id=handle.first_execution_run_id), "run.json")
+    assert run_json["result"] == "canceled" and run_json["build_error"]["type"] == "canceled"
+    _assert_salvaged(sample_repo, order, run_json["partial"], run_json["delivery"]["commit"])
 
 
 def test_fake_bins_are_executable():

@@ -78,6 +78,9 @@ class AgentResult(BaseModel):
     timed_out: bool = False
     stalled: bool = False
     canceled: bool = False
+    stop_reason: str | None = Field(
+        default=None, description="Why AgentGate stopped a CLI that would not end by itself (e.g. no network)."
+    )
     survivors: list[int] = Field(default_factory=list, description="PIDs still alive after termination.")
     error: BuildError | None = None
     sandbox: dict[str, Any] = Field(default_factory=dict, description="Provider, network and limits in force.")
@@ -118,12 +121,23 @@ class ParsedRun:
     error_kind: str | None = None
     api_error_status: int | None = None
     unparsed_lines: int = 0
+    stop_reason: str | None = None
 
 
 class OutputParser(Protocol):
     def feed(self, stream: str, line: str) -> list[AgentEvent]: ...
 
     def finish(self) -> ParsedRun: ...
+
+    def stop_reason(self) -> str | None:
+        """Why the CLI should be stopped now although it still runs (None: let it run).
+
+        For a CLI that would otherwise wait forever on something only a person can fix — Codex
+        "waiting for network" retries without end. The build activity polls this while the agent
+        runs and stops the process tree when it says so; the run is then classified like any
+        other failure, from what the parser recorded.
+        """
+        ...
 
 
 class AgentDriver(Protocol):

@@ -72,6 +72,13 @@ RULES: list[Rule] = [
         pattern=r"credit balance|billing|quota exceeded|insufficient_quota",
     ),
     _r(
+        "model_not_found",
+        ErrorType.AGENT_CRASH,
+        False,
+        kinds={"ProviderModelNotFoundError", "model_not_found"},
+        pattern=r"ProviderModelNotFoundError|model not found",
+    ),
+    _r(
         "rate_limit",
         ErrorType.AGENT_CRASH,
         True,
@@ -100,7 +107,8 @@ RULES: list[Rule] = [
         ErrorType.AGENT_CRASH,
         True,
         pattern=r"ECONNRESET|ECONNREFUSED|ETIMEDOUT|EAI_AGAIN|connection (reset|refused|error|closed)|socket hang up"
-        r"|stream disconnected|network error|fetch failed|error sending request|timed out waiting",
+        r"|stream disconnected|network error|fetch failed|error sending request|timed out waiting"
+        r"|waiting for network|cannot connect to api",
     ),
     _r(
         "invalid_request",

@@ -233,6 +233,9 @@ class ClaudeStreamParser:
             run.final_message = text
         return [AgentEvent(kind="usage", tokens=TokenUsage(), cost_usd=run.cost_usd, turns=run.turns)]
 
+    def stop_reason(self) -> str | None:
+        return None  # the CLI's own retries are bounded (CLAUDE_CODE_MAX_RETRIES)
+
     def finish(self) -> ParsedRun:
         run = self.run
         if not run.tokens.total:

@@ -9,13 +9,22 @@ goes in as `-c sandbox_mode="…"` there. Options: `sandbox` (default `workspace
 Codex has no flag to append to the system prompt; it reads `AGENTS.md` itself, so the
 gates and the previous feedback go into the prompt.
 
-The stream: `thread.started` (thread_id), `turn.started`, `item.started|updated|completed`
-with typed items (agent_message, reasoning, command_execution with command /
-aggregated_output / exit_code / status, file_change, mcp_tool_call, web_search, todo_list,
-error), `turn.completed` with usage (input_tokens including cached_input_tokens,
+The stream (`codex-rs/exec/src/exec_events.rs`): `thread.started` (thread_id), `turn.started`,
+`item.started|updated|completed` with typed items (agent_message, plan, reasoning,
+command_execution with command / aggregated_output / exit_code / status, file_change,
+mcp_tool_call, collab_tool_call, web_search, todo_list, error), `item.plan.delta`,
+`request_user_input`, `turn.completed` with usage (input_tokens including cached_input_tokens,
 output_tokens), `turn.failed` and `error`. `error` events also announce reconnect
 attempts, which are not failures by themselves. Codex reports no cost and no model, so the
 cost comes from the price table for the model the work order asked for.
+
+No network: after its bounded reconnects (`Reconnecting... 1/5` … `5/5`) Codex falls back
+to HTTPS and then prints `Reconnecting... waiting for network (…)` every few seconds and
+never exits — with or without credentials, since it cannot reach anyone to refuse them
+(observed with codex-cli 0.169). The parser asks for the process to be stopped at the
+first such line (`stop_reason`), and the run is classified as a dropped connection, which
+Temporal retries with backoff. `options.wait_for_network: true` lets Codex wait instead
+(the iteration and idle timeouts still apply).
 """
 
 from __future__ import annotations
@@ -38,7 +47,8 @@ from agentgate.agents.pricing import estimate_cost
 from agentgate.models import TokenUsage
 
 DEFAULT_SANDBOX = "workspace-write"
-TOOL_ITEMS = ("command_execution", "file_change", "mcp_tool_call", "web_search")
+TOOL_ITEMS = ("command_execution", "file_change", "mcp_tool_call", "web_search", "collab_tool_call")
+NETWORK_WAIT = "waiting for network"
 
 
 def _toml_value(value: Any) -> str:
@@ -53,6 +63,8 @@ def _tool_name(item: dict) -> str:
     itype = item.get("type")
     if itype == "mcp_tool_call":
         return f"mcp:{item.get('server', '?')}/{item.get('tool', '?')}"
+    if itype == "collab_tool_call":
+        return f"collab:{item.get('tool', '?')}"
     return str(itype)
 
 
@@ -66,6 +78,8 @@ def _tool_input(item: dict) -> Any:
         return item.get("arguments")
     if itype == "web_search":
         return {"query": item.get("query")}
+    if itype == "collab_tool_call":
+        return {"prompt": item.get("prompt"), "receiver_thread_ids": item.get("receiver_thread_ids") or []}
     return None
 
 
@@ -89,14 +103,19 @@ def _tool_output(item: dict) -> tuple[str | None, bool]:
             for c in result.get("content") or []
         ]
         return "\n".join(parts), status == "failed"
+    if itype == "collab_tool_call":
+        states = item.get("agents_states") or {}
+        text = "\n".join(f"{k}: {v.get('status')}" for k, v in states.items() if isinstance(v, dict))
+        return text, status == "failed"
     return None, False
 
 
 class CodexJsonParser:
     """Reads `codex exec --json`; never raises on a line it does not know."""
 
-    def __init__(self, model: str | None = None) -> None:
+    def __init__(self, model: str | None = None, *, wait_for_network: bool = False) -> None:
         self.run = ParsedRun(model=model)
+        self._wait_for_network = wait_for_network
         self._tools: dict[str, ToolCall] = {}
         self._started = time.monotonic()
         self._turns = 0
@@ -129,11 +148,22 @@ class CodexJsonParser:
             if not message.startswith("Reconnecting"):
                 self.run.is_error = True
                 self.run.error_message = message
+            elif NETWORK_WAIT in message and not self._wait_for_network:
+                # Codex would wait for the network forever: stop it, a failure Temporal may retry.
+                self.run.is_error = True
+                self.run.error_message = message
+                self.run.stop_reason = f"codex is {NETWORK_WAIT} and would retry without end"
             return [AgentEvent(kind="message", text=f"error: {message}")]
         if kind in ("item.started", "item.updated", "item.completed"):
             item = data.get("item")
             if isinstance(item, dict):
                 return self._item(kind, item)
+        if kind == "item.plan.delta":  # the plan item arrives whole on item.completed
+            return []
+        if kind == "request_user_input":  # nobody can answer in exec mode; say what it asked
+            asked = data.get("questions") or []
+            questions = [str(q.get("question", q)) if isinstance(q, dict) else str(q) for q in asked]
+            return [AgentEvent(kind="message", text="asked for input: " + " | ".join(questions))]
         self.run.unparsed_lines += 1
         return []
 
@@ -187,6 +217,9 @@ class CodexJsonParser:
         self.run.unparsed_lines += 1
         return []
 
+    def stop_reason(self) -> str | None:
+        return self.run.stop_reason
+
     def finish(self) -> ParsedRun:
         run = self.run
         run.turns = self._turns or None
@@ -203,11 +236,13 @@ class CodexDriver:
 
     def __init__(self) -> None:
         self._model: str | None = None
+        self._wait_for_network = False
 
     def build_invocation(self, request: AgentRequest) -> AgentInvocation:
         agent = request.work_order.agent
         options = agent.options
         self._model = agent.model or options.get("pricing_model")
+        self._wait_for_network = bool(options.get("wait_for_network", False))
         sandbox = str(options.get("sandbox") or DEFAULT_SANDBOX)
         resume = bool(request.session_id and request.iteration > 1 and options.get("resume", True))
         argv = [str(options.get("binary") or "codex"), "exec"]
@@ -229,4 +264,4 @@ class CodexDriver:
         return AgentInvocation(argv=argv, env=base_environment(request), stdin=prompt.encode())
 
     def new_parser(self) -> CodexJsonParser:
-        return CodexJsonParser(model=self._model)
+        return CodexJsonParser(model=self._model, wait_for_network=self._wait_for_network)

@@ -18,6 +18,9 @@ class PlainOutputParser:
             self._last_line = line
         return [AgentEvent(kind="output", stream=stream, text=line)]
 
+    def stop_reason(self) -> str | None:
+        return None
+
     def finish(self) -> ParsedRun:
         return ParsedRun(final_message=self._last_line)
 
