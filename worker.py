@@ -15,20 +15,33 @@ from datetime import timedelta
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities.admission import AdmissionActivities
 from activities.build import BuildActivities
 from activities.delivery import delivery_activities
 from activities.deps import ActivityDeps
 from activities.records import RecordActivities
 from activities.verify import VerifyActivities
 from activities.workspace import WorkspaceActivities
+from agentgate import reaper, storage_check
 from agentgate.config import Settings, get_settings
 from agentgate.observability.metrics import start_metrics_server
 from agentgate.observability.tracing import shutdown_tracing, temporal_interceptors
 from agentgate.process import become_subreaper
+from agentgate.queue import ensure_admission
 from agentgate.temporal_client import connect
+from workflows.admission import AdmissionWorkflow
 from workflows.work_order import WorkOrderWorkflow
 
 log = logging.getLogger("agentgate.worker")
+
+
+# Every workflow type a worker hosts; tests and the replayer use the same list.
+WORKFLOWS = [WorkOrderWorkflow, AdmissionWorkflow]
+
+
+def admission_activities(deps: ActivityDeps) -> list:
+    admission = AdmissionActivities(deps)
+    return [admission.enqueue, admission.closed_runs]
 
 
 def activity_functions(deps: ActivityDeps) -> list:
@@ -38,12 +51,15 @@ def activity_functions(deps: ActivityDeps) -> list:
         workspace.prepare_workspace,
         workspace.snapshot,
         workspace.deliver_local,
+        workspace.restore_workspace,
+        workspace.probe_workspace,
         build.run_agent,
         verify.verify,
         verify.feedback,
         records.record_run_started,
         records.record_iteration,
         records.finalize_run,
+        *admission_activities(deps),
         *delivery_activities(deps),
     ]
 
@@ -61,7 +77,7 @@ def build_workers(client: Client, settings: Settings) -> list[Worker]:
     shared = Worker(
         client,
         task_queue=settings.task_queue,
-        workflows=[WorkOrderWorkflow],
+        workflows=WORKFLOWS,
         activities=acts,
         activity_executor=ThreadPoolExecutor(4),
         max_concurrent_activities=4,
@@ -90,6 +106,8 @@ def build_workers(client: Client, settings: Settings) -> list[Worker]:
 async def run_worker(settings: Settings | None = None, stop: asyncio.Event | None = None) -> None:
     settings = settings or get_settings()
     become_subreaper()
+    # Before polling: a retried attempt must not share its workspace with a dead worker's leftovers.
+    await asyncio.to_thread(reaper.startup, settings)
     metrics_server = None
     try:
         metrics_server, _ = start_metrics_server(settings.metrics_host, settings.metrics_port)
@@ -98,7 +116,11 @@ async def run_worker(settings: Settings | None = None, stop: asyncio.Event | Non
     client = await connect(settings, interceptors=temporal_interceptors("agentgate-worker"))
     workers = build_workers(client, settings)
     log.info("worker polling %s", ", ".join(w.task_queue for w in workers))
-    async with workers[0], workers[1], workers[2]:
+    try:  # so that queue health sees the queue before the first order (the first order would start it too)
+        await ensure_admission(client, settings)
+    except Exception as exc:  # noqa: BLE001 - Temporal may come up later; the first order starts the queue
+        log.warning("could not start the admission queue workflow yet: %s", exc)
+    async with workers[0], workers[1], workers[2], storage_check.in_background(settings, "worker"):
         try:
             await (stop or asyncio.Event()).wait()
         finally:

@@ -29,6 +29,7 @@ from agentgate.agents.classify import Classification, classify
 from agentgate.artifacts import tail_text
 from agentgate.events import RunEventLog
 from agentgate.models import AgentSummary, BuildError, BuildInput, ErrorType, TokenUsage
+from agentgate.observability.tracing import record_agent_run, traced_phase
 from agentgate.process import ProcessOutcome, run_streaming
 
 EXCERPT_CHARS = 4000
@@ -123,6 +124,7 @@ class BuildActivities:
         self.deps = deps
 
     @activity.defn(name="run_agent")
+    @traced_phase("build")
     async def run_agent(self, inp: BuildInput) -> AgentSummary:
         ctx, n = inp.ctx, inp.iteration
         order = self.deps.work_order(ctx, inp.work_order)
@@ -185,6 +187,7 @@ class BuildActivities:
                 grace_seconds=float(options.get("grace_seconds", self.deps.settings.agent_grace_seconds)),
                 stdin_data=invocation.stdin,
                 outcome=outcome,
+                should_stop=getattr(parser, "stop_reason", None),  # e.g. codex waiting for a network forever
             )
         except asyncio.CancelledError:
             outcome.canceled = True
@@ -192,7 +195,7 @@ class BuildActivities:
             events.emit("phase_completed", phase="build", canceled=True, survivors=outcome.survivors)
             raise
         except OSError as exc:  # the CLI is missing or not executable: nothing ran, nothing to retry
-            store.path(ctx, stderr_ref).write_text(f"{invocation.argv[0]}: {exc}\n")
+            store.write_text(ctx, stderr_ref, f"{invocation.argv[0]}: {exc}\n")
             outcome.exit_code = 127 if isinstance(exc, FileNotFoundError) else 126
         finally:
             heartbeat.cancel()
@@ -204,6 +207,9 @@ class BuildActivities:
         result, found = self._record(ctx, n, driver.name, invocation.argv, parsed, stdout_ref, stderr_ref, outcome)
         if wrapped is not None:
             result = self._apply_sandbox(ctx, n, order, result, sandbox_record, evidence)
+        # What goes on to Temporal's history (messages, final text) is redacted like the files are.
+        result = AgentResult.model_validate(store.redact_obj(ctx, result.model_dump(mode="json")))
+        record_agent_run(driver.name, result)
         events.emit(
             "phase_completed",
             phase="build",
@@ -323,6 +329,7 @@ class BuildActivities:
             timed_out=outcome.timed_out,
             stalled=outcome.stalled,
             canceled=outcome.canceled,
+            stop_reason=outcome.stopped,
             survivors=outcome.survivors,
             error=error,
         )

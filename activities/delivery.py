@@ -45,6 +45,7 @@ from agentgate.delivery.protocol import DeliveryManager, GitHubDelivery, LocalDe
 from agentgate.delivery.push import PushError
 from agentgate.events import RunEventLog
 from agentgate.models import ErrorType, RunContext, WorkspaceInfo
+from agentgate.observability.tracing import traced_phase
 
 log = logging.getLogger("agentgate.delivery")
 
@@ -191,6 +192,7 @@ class DeliveryActivities:
 
     # -- activities ------------------------------------------------------------------------
     @activity.defn(name="push_branch")
+    @traced_phase("deliver")
     async def push_branch(self, inp: PushBranchInput) -> PushResult:
         """Push the run's branch (local source / bundle / patch, or the GitHub remote)."""
         if self._disabled(inp.spec):
@@ -215,6 +217,7 @@ class DeliveryActivities:
         return result
 
     @activity.defn(name="create_pull_request")
+    @traced_phase("deliver")
     async def create_pull_request(self, inp: CreatePullRequestInput) -> CreatePullRequestResult:
         """Open (or find, on a retried attempt) the draft PR for the run's branch."""
         if self._disabled(inp.spec) or inp.spec.mode != DeliveryMode.GITHUB_PR:
@@ -237,6 +240,7 @@ class DeliveryActivities:
         return result
 
     @activity.defn(name="poll_ci")
+    @traced_phase("deliver")
     async def poll_ci(self, inp: PollCIInput) -> CIStatus:
         """ONE look at CI for a commit; the workflow decides when to look again."""
         if self._disabled(inp.spec) or not inp.spec.ci.enabled:
@@ -254,6 +258,7 @@ class DeliveryActivities:
         return status
 
     @activity.defn(name="fetch_ci_failure")
+    @traced_phase("deliver")
     async def fetch_ci_failure(self, inp: FetchCIFailureInput) -> CIFailureSummary:
         """Failing jobs' logs → `ci-<N>/job-<id>.log` and a bounded `feedback-ci-<N>.md` for the agent."""
         if self._disabled(inp.spec):
@@ -283,6 +288,7 @@ class DeliveryActivities:
         return result
 
     @activity.defn(name="mark_pr_ready")
+    @traced_phase("deliver")
     async def mark_pr_ready(self, inp: MarkReadyInput) -> MarkReadyResult:
         """GraphQL markPullRequestReadyForReview once CI passed."""
         if self._disabled(inp.spec):

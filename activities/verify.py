@@ -19,6 +19,7 @@ from activities.errors import app_error
 from agentgate import git
 from agentgate.events import RunEventLog
 from agentgate.models import FeedbackInput, FeedbackResult, GateOutcome, VerificationSummary, VerifyInput, WorkOrder
+from agentgate.observability.tracing import record_gate_check, traced_phase
 from agentgate.verification.feedback import build_feedback, render_markdown
 from agentgate.verification.plan import GatePlanError, VerificationOptions
 from agentgate.verification.report import CheckResult, Level, VerificationReport
@@ -48,6 +49,7 @@ class VerifyActivities:
         self.deps = deps
 
     @activity.defn(name="verify")
+    @traced_phase("verify")
     async def verify(self, inp: VerifyInput) -> VerificationSummary:
         ctx, n = inp.ctx, inp.iteration
         order = self.deps.work_order(ctx, inp.work_order)
@@ -78,6 +80,7 @@ class VerifyActivities:
 
         def on_check(check: CheckResult) -> None:
             done.append(check)
+            record_gate_check(check)
             events.emit(
                 "gate_checked",
                 gate=check.name,
@@ -168,6 +171,7 @@ class VerifyActivities:
             )
 
     @activity.defn(name="feedback")
+    @traced_phase("feedback")
     async def feedback(self, inp: FeedbackInput) -> FeedbackResult:
         ctx, n = inp.ctx, inp.iteration
         store = self.deps.store

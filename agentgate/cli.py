@@ -126,11 +126,24 @@ def submit(
         str | None, typer.Option("--agent-command", help="Shell command (command driver).")
     ] = None,
     gate: Annotated[list[str] | None, typer.Option("--gate", help="A gate command; repeatable.")] = None,
-    max_iterations: Annotated[int, typer.Option("--max-iterations")] = 3,
-    max_wall_clock: Annotated[float, typer.Option("--max-wall-clock", help="Seconds.")] = 3600,
-    priority: Annotated[int, typer.Option("--priority", help="1 (most urgent) .. 5")] = 3,
+    # Unset options are not sent, so a --profile's values (or the work-order defaults) apply to them.
+    max_iterations: Annotated[int | None, typer.Option("--max-iterations", help="Default 3.")] = None,
+    max_wall_clock: Annotated[float | None, typer.Option("--max-wall-clock", help="Seconds; default 3600.")] = None,
+    priority: Annotated[int | None, typer.Option("--priority", help="1 (most urgent) .. 5; default 3")] = None,
+    fairness_key: Annotated[
+        str | None, typer.Option("--fairness-key", help="E.g. a tenant: keys take turns within a priority.")
+    ] = None,
+    max_queue_seconds: Annotated[
+        float | None, typer.Option("--max-queue-seconds", help="Longest wait for a slot; then failed_timeout.")
+    ] = None,
+    profile: Annotated[
+        str | None, typer.Option("--profile", help="Harness profile; the options given here override it.")
+    ] = None,
     label: Annotated[list[str] | None, typer.Option("--label")] = None,
     wait: Annotated[bool, typer.Option("--wait", help="Wait until the run ends; exit code says how.")] = False,
+    follow: Annotated[
+        bool, typer.Option("--follow", help="Stream the run's progress until it ends (`agentgate follow`).")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON only.")] = False,
 ) -> None:
     """Submit a work order to the API."""
@@ -151,12 +164,12 @@ def submit(
         "task_prompt": prompt,
         "workspace_source": source,
         "agent": {"driver": agent, "command": agent_command},
-        "gates": gate or [],
-        "max_iterations": max_iterations,
-        "max_wall_clock_seconds": max_wall_clock,
-        "priority": priority,
         "labels": label or [],
     }
+    optional = {"gates": gate or None, "max_iterations": max_iterations, "max_wall_clock_seconds": max_wall_clock,
+                "priority": priority, "profile": profile, "fairness_key": fairness_key,
+                "max_queue_seconds": max_queue_seconds}  # fmt: skip
+    body.update({key: value for key, value in optional.items() if value is not None})
     settings = _settings()
     with _client(settings) as client:
         try:
@@ -164,12 +177,27 @@ def submit(
         except ApiRequestError as exc:
             _api_failure(exc)
             return
+        if follow:  # events (one JSON line each with --json) until the run ends; the run's exit code
+            from agentgate.commands.follow import follow_run
+
+            if not as_json:
+                out.print(f"submitted {created['id']} ({created['status']})", highlight=False)
+            try:
+                raise typer.Exit(follow_run(client, created["id"], as_json=as_json))
+            except ApiRequestError as exc:
+                _api_failure(exc)
         if not wait:
-            _emit(created, as_json, lambda d: f"submitted {d['id']} ({d['status']})")
+            _emit(created, as_json, lambda d: f"submitted {d['id']} ({d['status']}{_queue_place(d.get('position'))})")
             return
         outcome = _wait(client, created["id"], quiet=as_json)
     _emit(_compact(outcome), as_json, lambda d: _describe(d, settings))
     raise typer.Exit(_result_code(outcome))
+
+
+def _queue_place(position: int | None) -> str:
+    if position is None:
+        return ""
+    return ", holds a slot" if position == 0 else f", position {position} in the queue"
 
 
 @app.command()
@@ -299,6 +327,7 @@ def _compact(outcome: dict[str, Any]) -> dict[str, Any]:
         "tokens": outcome.get("tokens"),
         "cost_usd": outcome.get("cost_usd"),
         "links": outcome.get("links"),
+        "workspace_moves": outcome.get("workspace_moves") or [],
     }
 
 
@@ -310,6 +339,9 @@ def _describe(d: dict[str, Any], settings: Settings) -> str:
         lines.append(f"  error       [{d.get('error_type')}] {d['error']}")
     if d.get("branch"):
         lines.append(f"  branch      {d['branch']} @ {(d.get('commit') or '')[:12]} in {d.get('delivered_to')}")
+    for move in d.get("workspace_moves") or []:  # the worker holding the workspace was lost (checkpoints)
+        lines.append(f"  moved       from host {move['from_host']} to host {move['to_host']} at iteration "
+                     f"{move['iteration']} ({move['phase']}), from {move['checkpoint_ref']}")  # fmt: skip
     links = d.get("links") or {}
     if links.get("temporal_ui"):
         lines.append(f"  Temporal UI {links['temporal_ui']}")

@@ -49,16 +49,41 @@ class Settings(BaseSettings):
 
     api_host: str = "127.0.0.1"
     api_port: int = 8080
-    api_key: str | None = None
+    api_key: str | None = Field(
+        default=None, description="When set, mutating API requests need `Authorization: Bearer <key>` (api/auth.py)."
+    )
+    api_key_protect_reads: bool = Field(
+        default=False, description="With api_key set, also require it for reads under /api/ (health stays open)."
+    )
     validate_local_paths: bool = Field(
         default=True, description="Check at submit time that a local source is a git repository on this host."
     )
     temporal_port: int = 7233
     ui_port: int = 8233
+    retention_days: int = Field(
+        default=30,
+        ge=1,
+        le=3650,
+        description="Embedded stack: how long Temporal keeps closed runs (the dev server's own default is 1 day).",
+    )
 
     host_id: str = Field(default_factory=socket.gethostname, description="Identity of this worker's host.")
-    max_concurrent_agents: int = Field(default=2, ge=1, description="Agent slots on this worker (capacity).")
+    max_concurrent_agents: int = Field(default=2, ge=1, description="Agent slots on this worker (a per-host guard).")
     max_concurrent_activities: int = Field(default=20, ge=1)
+    # The global queue (workflows/admission.py). Capacity is only the admission workflow's
+    # initial value: at run time it changes with PUT /api/v1/queue/capacity, not with a restart.
+    capacity: int | None = Field(
+        default=None,
+        ge=1,
+        le=10_000,
+        description="Initial global capacity (agent runs at once across all workers); default max_concurrent_agents.",
+    )
+    queue_reconcile_seconds: float = Field(
+        default=30.0, gt=0, description="How often the queue checks for runs that ended without releasing a slot."
+    )
+    queue_wait_warn_seconds: float = Field(
+        default=3600.0, gt=0, description="Queue health is degraded once the oldest order has waited this long."
+    )
 
     agent_grace_seconds: float = Field(default=10.0, ge=0, description="SIGTERM to SIGKILL grace period.")
     heartbeat_seconds: float = Field(default=5.0, gt=0)
@@ -78,6 +103,11 @@ class Settings(BaseSettings):
         return self.home_dir / "workspaces"
 
     @property
+    def profiles_dir(self) -> Path:
+        """User harness profiles (`<name>.yaml`), read by the API at submission; built-ins ship with the package."""
+        return self.home_dir / "profiles"
+
+    @property
     def host_task_queue(self) -> str:
         """The worker-specific queue for activities bound to a workspace on this host's disk."""
         return f"{self.task_queue}.host.{self.host_id}"
@@ -86,6 +116,16 @@ class Settings(BaseSettings):
     def agent_task_queue(self) -> str:
         """Agent runs on this host: the worker polls it with `max_concurrent_agents` slots."""
         return f"{self.host_task_queue}.agents"
+
+    @property
+    def queue_capacity(self) -> int:
+        """The admission queue's initial capacity: AGENTGATE_CAPACITY, else this worker's agent slots."""
+        return self.capacity if self.capacity is not None else self.max_concurrent_agents
+
+    @property
+    def admission_workflow_id(self) -> str:
+        """The one admission (queue) workflow of this deployment: `<task_queue>-admission`."""
+        return f"{self.task_queue}-admission"
 
     @property
     def api_url(self) -> str:

@@ -13,10 +13,11 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from agentgate.delivery.models import DeliverySpec
 from agentgate.sandbox.policy import SandboxPolicy
+from agentgate.workspace_sources import ACCEPTED_FORMS, normalize_workspace_source
 from workflows.convergence import ConvergenceConfig
 
 # ---------------------------------------------------------------------------
@@ -25,6 +26,7 @@ from workflows.convergence import ConvergenceConfig
 
 KNOWN_AGENT_DRIVERS = ("command", "claude-code", "codex", "opencode")
 WORK_ORDER_ID_PATTERN = r"^wo_[0-9a-z]{10,40}$"
+PROFILE_NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 
 
 class _Strict(BaseModel):
@@ -49,8 +51,9 @@ _GH_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 class GitHubSource(_Strict):
     type: Literal["github"] = "github"
-    owner: str = Field(min_length=1)
-    repo: str = Field(min_length=1)
+    # The pattern is documented in the schema only; the validator below gives the clearer message.
+    owner: str = Field(min_length=1, json_schema_extra={"pattern": _GH_NAME.pattern})
+    repo: str = Field(min_length=1, json_schema_extra={"pattern": _GH_NAME.pattern})
     branch: str | None = None
 
     @field_validator("owner", "repo")
@@ -68,7 +71,16 @@ class FreshSource(_Strict):
     template: str | None = Field(default=None, description="Optional local directory copied in as the first commit.")
 
 
-WorkspaceSource = Annotated[LocalSource | GitSource | GitHubSource | FreshSource, Field(discriminator="type")]
+# Every natural form (a git URL, "owner/name", a local path, ...) is normalized to one of the four
+# models before the discriminated union validates; see agentgate/workspace_sources.py.
+WorkspaceSource = Annotated[
+    LocalSource | GitSource | GitHubSource | FreshSource,
+    Field(discriminator="type", description="Where the code comes from. Accepted forms: " + "; ".join(ACCEPTED_FORMS)),
+    BeforeValidator(
+        normalize_workspace_source,
+        json_schema_input_type=LocalSource | GitSource | GitHubSource | FreshSource | str,
+    ),
+]
 
 
 class AgentSpec(_Strict):
@@ -123,7 +135,9 @@ class GateSpec(_Strict):
 class WorkOrderRequest(_Strict):
     """What a caller submits. Validation errors name the field."""
 
-    task_prompt: str = Field(max_length=200_000, description="What the agent must do.")
+    task_prompt: str = Field(
+        max_length=200_000, description="What the agent must do.", json_schema_extra={"pattern": r"\S"}
+    )
     workspace_source: WorkspaceSource
     agent: AgentSpec
     max_iterations: int = Field(default=3, ge=1, le=200)
@@ -151,6 +165,29 @@ class WorkOrderRequest(_Strict):
         description="Isolation of the agent phase (docs/sandbox.md); unset runs the agent as a plain subprocess.",
     )
     verify_timeout_seconds: float = Field(default=3600, gt=0, le=24 * 3600, description="Limit of one verify phase.")
+    max_queue_seconds: float | None = Field(
+        default=None,
+        gt=0,
+        le=30 * 24 * 3600,
+        description="Longest wait for a slot in the global queue; past it the run ends failed_timeout (queue_timeout).",
+    )
+    fairness_key: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9_.:/@-]{1,128}$",
+        description="E.g. a tenant or repository: inside a priority, keys take turns, so one key cannot starve others.",
+    )
+    host_start_timeout_seconds: float = Field(
+        default=120,
+        ge=5,
+        le=24 * 3600,
+        description="How long a phase may wait for the worker holding the workspace before the run moves to another "
+        "worker, restored from its last checkpoint.",
+    )
+    profile: str | None = Field(
+        default=None,
+        pattern=PROFILE_NAME_PATTERN,
+        description="Harness profile (docs/profiles.md) whose values fill every field this request leaves unset.",
+    )
 
     @field_validator("task_prompt")
     @classmethod
@@ -168,11 +205,26 @@ class WorkOrderRequest(_Strict):
         return value
 
 
+class CheckpointPointer(_Strict):
+    """A durable checkpoint (agentgate/checkpoints.py): iteration `iteration` of run `run_id` of this work order."""
+
+    run_id: str
+    iteration: int = Field(ge=1)
+    ref: str = Field(description="The ref in the work order's checkpoint repository.")
+    commit: str
+
+
 class WorkOrder(WorkOrderRequest):
     """A work order as it enters Temporal: id and creation time are fixed by the submitter."""
 
     id: str = Field(pattern=WORK_ORDER_ID_PATTERN)
     created_at: datetime
+    profile_hash: str | None = Field(
+        default=None, description="sha256 of the resolved profile the order was built from (traceability)."
+    )
+    resume_from: CheckpointPointer | None = Field(
+        default=None, description="Set by `agentgate rewind`: the run starts from this checkpoint of an earlier run."
+    )
 
     def repo_label(self) -> str:
         src = self.workspace_source
@@ -206,6 +258,10 @@ class WorkspaceInfo(_Strict):
         default=None, description="That worker's agent-slot queue: its size is the worker's agent capacity."
     )
     source_path: str | None = Field(default=None, description="Local source repository to deliver the branch to.")
+    host_id: str | None = Field(default=None, description="Identity of the worker that holds the workspace.")
+    checkpoint_ref: str | None = Field(
+        default=None, description="The base commit's checkpoint ref (agentgate/checkpoints.py)."
+    )
 
 
 class TokenUsage(_Strict):
@@ -245,6 +301,7 @@ class ErrorType(StrEnum):
     BUDGET_EXCEEDED = "budget_exceeded"
     RESOURCE_EXCEEDED = "resource_exceeded"
     CANCELED = "canceled"
+    QUEUE_TIMEOUT = "queue_timeout"
     SYSTEM_ERROR = "system_error"
 
 
@@ -287,6 +344,9 @@ class SnapshotResult(_Strict):
     insertions: int = 0
     deletions: int = 0
     patch_ref: str
+    checkpoint_ref: str | None = Field(
+        default=None, description="The commit's durable copy outside the worker (agentgate/checkpoints.py)."
+    )
 
 
 class GateOutcome(_Strict):
@@ -374,6 +434,19 @@ class DeliveryResult(_Strict):
     ci_rounds: int = 0
 
 
+class WorkspaceMove(_Strict):
+    """The worker holding the workspace was lost; the run went on elsewhere from its last checkpoint."""
+
+    iteration: int
+    phase: str = Field(description="The phase that found the worker gone: build, snapshot, verify or delivery.")
+    from_host: str | None = None
+    to_host: str | None = None
+    checkpoint_ref: str
+    commit: str
+    reason: str
+    at: datetime
+
+
 class RunOutcome(_Strict):
     """The run's summary: the workflow's result and its `status` query answer."""
 
@@ -394,6 +467,7 @@ class RunOutcome(_Strict):
     started_at: datetime | None = None
     ended_at: datetime | None = None
     history: list[IterationRecord] = Field(default_factory=list)
+    workspace_moves: list[WorkspaceMove] = Field(default_factory=list)
 
 
 # ---------------------------------------------------------------------------
@@ -456,6 +530,22 @@ class DeliverInput(_Strict):
         default=None,
         description="Deprecated: histories of earlier versions carried it; activities now read work-order.json.",
     )
+    workspace: WorkspaceInfo
+
+
+class RestoreInput(_Strict):
+    """Re-prepare a workspace whose worker was lost, on whichever worker takes this, from a checkpoint."""
+
+    ctx: RunContext
+    workspace: WorkspaceInfo = Field(description="The lost workspace (its branch, base, source and old host).")
+    checkpoint_ref: str
+    commit: str
+    iteration: int
+    reason: str
+
+
+class ProbeInput(_Strict):
+    ctx: RunContext
     workspace: WorkspaceInfo
 
 

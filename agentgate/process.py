@@ -20,6 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 TOKEN_VAR = "AGENTGATE_PROCESS_TOKEN"
+# Which worker started a child (`host:pid:start-time`, set by agentgate.reaper.claim): lets the next
+# worker of this host find and stop what a killed worker left behind.
+OWNER_VAR = "AGENTGATE_WORKER_OWNER"
 _PR_SET_PDEATHSIG = 1
 _PR_SET_CHILD_SUBREAPER = 36
 
@@ -54,6 +57,7 @@ class ProcessOutcome:
     stderr_bytes: int = 0
     pid: int | None = None
     survivors: list[int] = field(default_factory=list)
+    stopped: str | None = None  # why `should_stop` ended the run early
 
 
 def _read_proc(pid: int, name: str) -> bytes | None:
@@ -135,8 +139,11 @@ async def _pump(
     counter: dict[str, int],
     activity_clock: list[float],
 ) -> None:
+    from agentgate.artifacts import open_artifact_stream
+
     pending = b""
-    with open(sink, "ab") as fh:
+    # The artifact store's stream: output reaches the file redacted, a whole line at a time.
+    with open_artifact_stream(sink) as fh:
         while True:
             chunk = await stream.read(65536)
             if not chunk:
@@ -168,8 +175,12 @@ async def run_streaming(
     grace_seconds: float = 10.0,
     stdin_data: bytes | None = None,
     outcome: ProcessOutcome | None = None,
+    should_stop: Callable[[], str | None] | None = None,
 ) -> ProcessOutcome:
     """Run `argv` to completion, a limit, or cancellation; the tree is gone when this returns.
+
+    `should_stop` is polled a few times a second: a non-empty answer stops the tree like a
+    limit does and is kept in `outcome.stopped` (a CLI that would otherwise retry forever).
 
     Pass `outcome` to keep what is known when the call ends in `CancelledError` (which
     carries no return value): the caller then still records `canceled`, the byte counts
@@ -178,6 +189,8 @@ async def run_streaming(
     token = uuid.uuid4().hex
     child_env = dict(env)
     child_env[TOKEN_VAR] = token
+    if owner := os.environ.get(OWNER_VAR):
+        child_env[OWNER_VAR] = owner
     stdout_path.parent.mkdir(parents=True, exist_ok=True)
     stderr_path.parent.mkdir(parents=True, exist_ok=True)
     stdout_path.touch()
@@ -220,7 +233,7 @@ async def run_streaming(
     try:
         while not waiter.done():
             now = time.monotonic()
-            waits = [1.0]
+            waits = [1.0 if should_stop is None else 0.25]
             if timeout_seconds is not None:
                 waits.append(started + timeout_seconds - now)
             if idle_timeout_seconds is not None:
@@ -234,6 +247,9 @@ async def run_streaming(
                 break
             if idle_timeout_seconds is not None and now - clock[0] >= idle_timeout_seconds:
                 outcome.stalled = True
+                break
+            if should_stop is not None and (reason := should_stop()):
+                outcome.stopped = reason
                 break
     except asyncio.CancelledError:
         outcome.canceled = True

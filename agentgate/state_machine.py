@@ -46,6 +46,7 @@ class RunEvent(StrEnum):
     USER_CANCELED = "user_canceled"
     SYSTEM_ERROR = "system_error"
     TIMEOUT = "timeout"
+    WORKSPACE_MOVED = "workspace_moved"
 
 
 class RunResult(StrEnum):
@@ -84,6 +85,9 @@ _PROGRESS: dict[tuple[RunState, RunEvent], Transition] = {
     (S.BUILDING, E.BUILD_FAILED): Transition(S.FAILED, R.FAILED_BUILD),
     (S.SNAPSHOTTING, E.SNAPSHOT_COMPLETED): Transition(S.VERIFYING),
     (S.SNAPSHOTTING, E.SNAPSHOT_FAILED): Transition(S.FAILED, R.FAILED_ERROR),
+    # The worker holding the workspace was lost before the snapshot: the iteration's work was only
+    # on its disk, so the workspace is restored elsewhere from the last checkpoint and built again.
+    (S.SNAPSHOTTING, E.WORKSPACE_MOVED): Transition(S.BUILDING),
     (S.VERIFYING, E.VERIFY_PASSED): Transition(S.SUCCEEDED, R.PASSED),
     (S.VERIFYING, E.VERIFY_FAILED_RETRYABLE): Transition(S.FEEDBACK),
     (S.VERIFYING, E.VERIFY_FAILED_TERMINAL): Transition(S.FAILED, R.FAILED_VERIFICATION),

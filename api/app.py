@@ -8,12 +8,15 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 from temporalio.client import Client
 
+from agentgate import storage_check
 from agentgate.config import Settings, get_settings
 from agentgate.observability.metrics import mount_metrics
 from agentgate.observability.tracing import temporal_interceptors
 from agentgate.temporal_client import connect
+from api.auth import install_api_key
 from api.errors import install_error_handlers, request_id
-from api.routes import dashboard, events, health, work_orders
+from api.openapi import install_openapi
+from api.routes import admin, dashboard, events, health, profiles, queue, rewind, work_orders, ws
 
 
 class TemporalHolder:
@@ -38,7 +41,10 @@ def create_app(settings: Settings | None = None, client: Client | None = None) -
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        yield
+        # Quarantines corrupt JSON records in a thread while the API already serves (never fatal).
+        async with storage_check.in_background(settings, "api") as check:
+            app.state.storage_check = check
+            yield
 
     app = FastAPI(
         title="AgentGate",
@@ -50,6 +56,8 @@ def create_app(settings: Settings | None = None, client: Client | None = None) -
     app.state.temporal = TemporalHolder(settings, client)
     install_error_handlers(app)
     mount_metrics(app)
+    install_api_key(app, settings)  # inside the request-id middleware below, so a 401 carries the request id
+    install_openapi(app, settings)
 
     @app.middleware("http")
     async def _request_id(request: Request, call_next):
@@ -59,7 +67,12 @@ def create_app(settings: Settings | None = None, client: Client | None = None) -
         return response
 
     app.include_router(health.router)
+    app.include_router(admin.router)  # before work_orders: POST /work-orders/purge is not an id
     app.include_router(work_orders.router)
+    app.include_router(rewind.router)
+    app.include_router(profiles.router)
+    app.include_router(queue.router)
     app.include_router(events.router)
+    app.include_router(ws.router)
     app.include_router(dashboard.router)
     return app

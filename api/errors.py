@@ -13,6 +13,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from temporalio.service import RPCError, RPCStatusCode
 
 
 class ApiError(Exception):
@@ -33,16 +34,30 @@ def request_id(request: Request) -> str:
     return rid
 
 
-def envelope(request: Request, status: int, code: str, message: str, details: Any = None) -> JSONResponse:
+def envelope(
+    request: Request, status: int, code: str, message: str, details: Any = None, headers: dict | None = None
+) -> JSONResponse:
     rid = request_id(request)
     body = {"error": {"code": code, "message": message, "details": details}, "request_id": rid}
-    return JSONResponse(body, status_code=status, headers={"x-request-id": rid})
+    return JSONResponse(body, status_code=status, headers={**(headers or {}), "x-request-id": rid})
 
 
 def _field_path(loc: tuple) -> str:
     # Drop pydantic's union-branch tags (e.g. "local", "function-after[...]") that mean nothing to callers.
     parts = [str(p) for p in loc if not (isinstance(p, str) and ("[" in p or p in ("local", "git", "github", "fresh")))]
     return ".".join(parts)
+
+
+_RPC_STATUS = {
+    RPCStatusCode.NOT_FOUND: (404, "not_found"),
+    RPCStatusCode.INVALID_ARGUMENT: (422, "validation_error"),
+    RPCStatusCode.OUT_OF_RANGE: (422, "validation_error"),
+    RPCStatusCode.ALREADY_EXISTS: (409, "conflict"),
+    RPCStatusCode.FAILED_PRECONDITION: (409, "conflict"),
+    RPCStatusCode.UNAVAILABLE: (503, "temporal_unavailable"),
+    RPCStatusCode.DEADLINE_EXCEEDED: (503, "temporal_unavailable"),
+    RPCStatusCode.RESOURCE_EXHAUSTED: (503, "temporal_unavailable"),
+}
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -64,7 +79,14 @@ def install_error_handlers(app: FastAPI) -> None:
         code = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized", 409: "conflict"}.get(
             exc.status_code, "http_error"
         )
-        return envelope(request, exc.status_code, code, str(exc.detail))
+        # Keep the exception's headers: `Allow` on a 405, `WWW-Authenticate` on a 401.
+        return envelope(request, exc.status_code, code, str(exc.detail), headers=exc.headers)
+
+    @app.exception_handler(RPCError)
+    async def _temporal(request: Request, exc: RPCError) -> JSONResponse:
+        # A route that lets Temporal judge an input (a run id, a query) must not turn its verdict into a 500.
+        status, code = _RPC_STATUS.get(exc.status, (500, "internal_error"))
+        return envelope(request, status, code, f"Temporal: {exc.message}")
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

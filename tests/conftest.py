@@ -41,6 +41,9 @@ async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
             "matching.numTaskqueueReadPartitions=1",
             "--dynamic-config-value",
             "matching.numTaskqueueWritePartitions=1",
+            # As the embedded server: a deleted execution (purge, doctor --fix) is gone in seconds, not ~30 s.
+            *("--dynamic-config-value", 'history.transferProcessorUpdateAckInterval="1s"'),
+            *("--dynamic-config-value", 'history.visibilityProcessorUpdateAckInterval="1s"'),
         ],
     )
     yield env

@@ -18,6 +18,7 @@ import httpx
 import pytest
 import uvicorn
 
+from agentgate import service
 from agentgate.demo.sample_repo import GATE_COMMAND, TASK_PROMPT
 from tests.conftest import DEMO_AGENT, free_port, running_worker
 
@@ -210,8 +211,14 @@ async def test_submit_through_the_form_and_watch_the_run_live(dev_env, settings,
     requests: list[str] = []
     async with running_worker(dev_env, settings), api_server(dev_env, settings) as http:
         base = _base(http)
+        # A user profile chosen in the form: its values fill what the form leaves empty (docs/profiles.md).
+        profile = {"name": "dash-form", "extends": "default", "max_iterations": 4, "max_wall_clock_seconds": 900}
+        assert (await http.post("/api/v1/profiles", json=profile)).status_code == 201
         async with open_page(browser, requests) as page:
             await page.goto(f"{base}/submit")
+            await page.get_by_label("Harness profile").select_option("dash-form")
+            await page.locator("#hint-profile", has_text="dash-form → default").wait_for()
+            assert await page.get_by_label("Max iterations").get_attribute("placeholder") == "4"
             await page.get_by_label("Task prompt").fill(TASK_PROMPT)
             await page.get_by_label("Local repository path").fill(str(sample_repo))
             await page.get_by_label("Agent driver").select_option("command")
@@ -247,7 +254,13 @@ async def test_submit_through_the_form_and_watch_the_run_live(dev_env, settings,
             await first.locator("details[data-artifact='gate-1-1.log'] > summary").click()
             await first.locator("details[data-artifact='gate-1-1.log'] pre", has_text="NotImplementedError").wait_for()
             assert await page.get_by_test_id("branch").inner_text() == f"agentgate/{wo_id}"
-            assert await page.get_by_test_id("iterations").inner_text() == "2 / 3"
+            assert await page.get_by_test_id("iterations").inner_text() == "2 / 4"  # the profile's limit
+            resolved = (await http.get("/api/v1/profiles/dash-form", params={"resolve": "true"})).json()
+            order = await service.original_work_order(dev_env.client, wo_id)
+            assert (order.profile, order.profile_hash) == ("dash-form", resolved["hash"])
+            assert (order.max_iterations, order.max_wall_clock_seconds) == (4, 900)
+            assert [g.command for g in order.gates] == [GATE_COMMAND]  # the form's field overrides the profile
+            assert (await page.get_by_test_id("profile").inner_text()).startswith("dash-form · ")
             assert await page.get_by_role("link", name="Temporal Web UI").get_attribute("href")
             assert await page.locator("#artifacts a", has_text="patch-2.diff").count() == 1
             # Each event was shown once, in order, although the stream was read live.

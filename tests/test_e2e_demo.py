@@ -78,6 +78,16 @@ def test_demo_then_cli_then_down(stack_env):
     assert json.loads((run_dir / "verification-2.json").read_text())["passed"] is True
     assert (home / "temporal.db").exists()
 
+    # Finished runs are kept for AGENTGATE_RETENTION_DAYS (30), not the dev server's own 1 day.
+    from agentgate.embedded import temporal_binary
+
+    described = subprocess.run(
+        [temporal_binary(), "operator", "namespace", "describe", "--namespace", "default", "-o", "json",
+         "--address", f"127.0.0.1:{stack_env['AGENTGATE_TEMPORAL_PORT']}"],
+        capture_output=True, text=True, timeout=30, check=True,
+    )  # fmt: skip
+    assert json.loads(described.stdout)["config"]["workflowExecutionRetentionTtl"] == f"{30 * 86400}s"
+
     # The Temporal Web UI of the embedded server answers at the printed URL.
     ui = result["links"]["temporal_ui"]
     assert ui.startswith(f"http://127.0.0.1:{stack_env['AGENTGATE_UI_PORT']}/namespaces/default/workflows/")

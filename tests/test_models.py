@@ -36,7 +36,7 @@ def test_defaults():
         ({"agent": {"driver": "command"}}, "agent", "needs `command`"),
         ({"max_iterations": 0}, "max_iterations", "greater than or equal to 1"),
         ({"priority": 9}, "priority", "less than or equal to 5"),
-        ({"workspace_source": {"type": "svn", "url": "x"}}, "workspace_source", "tag 'svn'"),
+        ({"workspace_source": {"type": "svn", "url": "x"}}, "workspace_source", "unknown workspace_source type 'svn'"),
         ({"workspace_source": {"type": "github", "owner": "a b", "repo": "r"}}, "workspace_source.github.owner", ""),
         ({"labels": ["bad label!"]}, "labels", "must be 1-64"),
         ({"surprise": 1}, "surprise", "Extra inputs"),

@@ -170,6 +170,12 @@ def test_canceled():
     assert error_from_agent(agent(canceled=True, exit_code=-15)).type == ErrorType.CANCELED
 
 
+def test_queue_timeout():
+    # The workflow ends a run that waited too long for a queue slot with this type; classification keeps it.
+    waited = ApplicationError("no slot within 600 s", type="queue_timeout")
+    assert classify_exception(waited, "queue").type == ErrorType.QUEUE_TIMEOUT
+
+
 def test_system_error():
     assert classify_exception(RuntimeError("bug"), "verify").type == ErrorType.SYSTEM_ERROR
     lost = activity_error(TimeoutError("heartbeat", type=TimeoutType.HEARTBEAT, last_heartbeat_details=[]))

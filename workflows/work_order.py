@@ -12,9 +12,11 @@ from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError, CancelledError, is_cancelled_exception
+from temporalio.exceptions import ActivityError, ApplicationError, CancelledError, TimeoutType, is_cancelled_exception
+from temporalio.exceptions import TimeoutError as ActivityTimeoutError
 
 with workflow.unsafe.imports_passed_through():
+    from activities.admission import AdmissionActivities
     from activities.build import BuildActivities
     from activities.delivery import (
         DELIVERY_NON_RETRYABLE,
@@ -43,7 +45,9 @@ with workflow.unsafe.imports_passed_through():
         IterationRecord,
         PhaseTiming,
         PrepareInput,
+        ProbeInput,
         RecordIterationInput,
+        RestoreInput,
         RunContext,
         RunOutcome,
         RunStatus,
@@ -53,9 +57,18 @@ with workflow.unsafe.imports_passed_through():
         VerifyInput,
         WorkOrder,
         WorkspaceInfo,
+        WorkspaceMove,
     )
     from agentgate.observability.errors import error_from_verification
     from agentgate.state_machine import RunEvent, RunResult, RunState, RunStateMachine
+    from workflows.admission import (
+        ADMISSION_PATCH,
+        ADMITTED_SIGNAL,
+        EnqueueRequest,
+        LeaveRequest,
+        SlotGrant,
+        admission_workflow_id,
+    )
     from workflows.convergence import (
         ConvergenceState,
         Decision,
@@ -86,6 +99,11 @@ GITHUB_RETRY = RetryPolicy(
     non_retryable_error_types=NON_RETRYABLE + DELIVERY_NON_RETRYABLE,
 )
 CANCEL_WAIT = workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED
+# Workspace-bound phases get a schedule-to-start timeout (the order's host_start_timeout_seconds), and
+# a lost worker's workspace is rebuilt elsewhere from the last checkpoint (`_relocate`).
+CHECKPOINT_PATCH = "checkpoint-reprepare"
+MAX_WORKSPACE_MOVES = 5
+PROBE_RETRY = RetryPolicy(maximum_attempts=2, non_retryable_error_types=NON_RETRYABLE)
 
 
 def _reraise_cancellation(err: ActivityError) -> None:
@@ -96,6 +114,38 @@ def _reraise_cancellation(err: ActivityError) -> None:
 
 class _RunEnded(Exception):
     """Internal: the iteration loop stopped on a classified error (already applied to the state machine)."""
+
+
+class _QueueTimeout(Exception):
+    """Internal: no slot of the global queue within the order's max_queue_seconds."""
+
+
+# Joining the global queue (admission-v1): a signal-with-start, retried for a few minutes at most.
+QUEUE_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1), backoff_coefficient=2.0, maximum_interval=timedelta(seconds=30),
+    maximum_attempts=10, non_retryable_error_types=NON_RETRYABLE,
+)  # fmt: skip
+
+
+class _HostLost(Exception):
+    """Internal: the worker holding the workspace is gone (it stopped heartbeating, or never picked a task up)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _lost_host_reason(err: ActivityError) -> str | None:
+    """Why `err` means the workspace's worker may be gone, or None when it is an ordinary failure.
+
+    A worker killed mid-phase shows first as a heartbeat timeout; Temporal retries the attempt on
+    the same host queue, where nobody polls any more, and that attempt ends with this
+    schedule-to-start timeout (which Temporal does not retry).
+    """
+    cause = err.cause
+    if isinstance(cause, ActivityTimeoutError) and cause.type == TimeoutType.SCHEDULE_TO_START:
+        return "no worker picked the task up from the workspace's queue in time"
+    return None
 
 
 @workflow.defn(name="WorkOrderWorkflow")
@@ -122,6 +172,10 @@ class WorkOrderWorkflow:
         self.ci_rounds = 0
         self.observations: list[IterationObservation] = []
         self.stop_requested = False
+        self.moves: list[WorkspaceMove] = []
+        self.queued = False  # admission-v1: this run takes its slot from the global queue (workflows/admission.py)
+        self.queue_ticket = 0  # slot requests made by this run (the first, then one per CI-fix round)
+        self.queue_granted = 0  # the highest ticket the admission workflow granted
 
     # -- queries ---------------------------------------------------------------------
     @workflow.query(name="status")
@@ -135,6 +189,11 @@ class WorkOrderWorkflow:
             self.admitted = True
             if not self.sm.terminal:
                 self._publish_state()
+
+    @workflow.signal(name=ADMITTED_SIGNAL)
+    def slot_admitted(self, grant: SlotGrant) -> None:
+        """Sent by the admission workflow: the slot of `grant.ticket` is this run's (admission-v1)."""
+        self.queue_granted = max(self.queue_granted, grant.ticket)
 
     @workflow.signal(name="stop")
     def request_stop(self) -> None:
@@ -150,11 +209,20 @@ class WorkOrderWorkflow:
         self.started_at = workflow.now()
         await self._act(RecordActivities.record_run_started, self._outcome(), timeout=30)
 
-        loop = asyncio.ensure_future(self._iterate())
+        # admission-v1: first a slot of the global queue; the wall-clock limit starts once admitted
+        # (the wait has its own limit, max_queue_seconds).
+        self.queued = workflow.patched(ADMISSION_PATCH)
+        loop: asyncio.Future | None = None
         canceled = False
         try:
+            if self.queued:
+                await self._admission(first=True)
+            loop = asyncio.ensure_future(self._iterate())
             await workflow.wait_condition(lambda: loop.done(), timeout=timedelta(seconds=order.max_wall_clock_seconds))
+        except _RunEnded:  # never admitted: the queue wait timed out, or the queue could not be joined
+            pass
         except TimeoutError:
+            assert loop is not None
             await self._stop_loop(loop)
             self._end(
                 RunEvent.TIMEOUT,
@@ -166,16 +234,21 @@ class WorkOrderWorkflow:
             )
         except asyncio.CancelledError:
             canceled = True
-            await self._stop_loop(loop)
+            if loop is not None:
+                await self._stop_loop(loop)
             self._end(
                 RunEvent.USER_CANCELED,
-                BuildError(type=ErrorType.CANCELED, message="the run was canceled", phase=self._phase_name()),
-            )
+                BuildError(type=ErrorType.CANCELED, message="the run was canceled",
+                           phase=self._phase_name() if loop is not None else "queue"),
+            )  # fmt: skip
         else:
+            assert loop is not None
             exc = loop.exception()
             if exc is not None and not isinstance(exc, _RunEnded):
                 raise exc
 
+        if self.queued:  # the agent work is over (or never started): free the slot before salvage and delivery
+            await self._leave_queue("run ended")
         await self._finish()
         outcome = self._outcome()
         if canceled:
@@ -216,7 +289,8 @@ class WorkOrderWorkflow:
                             VerifyActivities.feedback,
                             FeedbackInput(ctx=ctx, iteration=n, verification=verification, agent=record.agent),
                             timeout=120,
-                            task_queue=self.workspace.task_queue,
+                            # It reads only the artifact store: any worker, so a lost host cannot strand it.
+                            task_queue=None if self._relocatable() else self.workspace.task_queue,
                         ),
                     )
                     record.feedback = fb
@@ -240,9 +314,13 @@ class WorkOrderWorkflow:
                 return
             record.decision += "; delivering: pull request and CI next"
             await self._close_iteration(record)
+            if self.queued:  # no agent runs while CI does: the slot goes to the next order meanwhile
+                await self._leave_queue("waiting on CI")
             feedback_ref = await self._deliver_pull_request(n)
             if feedback_ref is None:
                 return
+            if self.queued:  # the CI fix runs the agent again: it queues for a slot like any order
+                await self._admission()
             # CI failed and another round is allowed: the next iteration builds on its feedback.
 
     async def _iteration(self, n: int, feedback_ref: str | None) -> tuple[IterationRecord, VerificationSummary]:
@@ -253,43 +331,56 @@ class WorkOrderWorkflow:
         self.history.append(record)
         self._apply(RunEvent.BUILD_STARTED if n == 1 else RunEvent.FEEDBACK_GENERATED)
 
-        agent = await self._phase(record, "build", self._build(n, feedback_ref))
-        self.admitted = True
-        record.agent = agent
-        self.session_id = agent.session_id or self.session_id
-        if not agent.success:
-            record.error = agent.error
-            record.decision = "stop: the agent failed"
-            self._end(RunEvent.BUILD_FAILED, agent.error)
-            await self._close_iteration(record)
-            raise _RunEnded
-        self._apply(RunEvent.BUILD_COMPLETED)
+        while True:  # more than once only when the worker was lost before the snapshot (see _relocate)
+            agent = await self._phase(record, "build", self._build(n, feedback_ref))
+            self.admitted = True
+            record.agent = agent
+            self.session_id = agent.session_id or self.session_id
+            if not agent.success:
+                record.error = agent.error
+                record.decision = "stop: the agent failed"
+                self._end(RunEvent.BUILD_FAILED, agent.error)
+                await self._close_iteration(record)
+                raise _RunEnded
+            self._apply(RunEvent.BUILD_COMPLETED)
+            try:
+                record.snapshot = await self._phase(record, "snapshot", self._snapshot(n))
+                break
+            except _HostLost as lost:  # the iteration's work was only on that worker's disk: build it again
+                await self._relocate(n, "snapshot", lost.reason)
+                self._apply(RunEvent.WORKSPACE_MOVED)
 
-        record.snapshot = await self._phase(record, "snapshot", self._snapshot(n))
         self.last_commit = record.snapshot.commit
         self._apply(RunEvent.SNAPSHOT_COMPLETED)
         if order.delivery.push_every_iteration and order.delivery.uses_github:
             await self._push(n)
 
-        try:
-            verification = await self._phase(
-                record,
-                "verify",
-                self._act(
-                    VerifyActivities.verify,
-                    VerifyInput(ctx=ctx, workspace=self.workspace, iteration=n),
-                    timeout=order.verify_timeout_seconds,
-                    heartbeat=60,
-                    task_queue=self.workspace.task_queue,
-                ),
-            )
-        except ActivityError as err:  # e.g. an invalid verify.yaml: the message names the line and key
-            _reraise_cancellation(err)
-            record.error = self._error_from(err, ErrorType.SYSTEM_ERROR, "verify", n)
-            record.decision = "stop: verification could not run"
-            self._end(RunEvent.SYSTEM_ERROR, record.error)
-            await self._close_iteration(record)
-            raise _RunEnded from err
+        while True:  # more than once only when the worker was lost: the snapshot is checkpointed, verify again
+            try:
+                verification = await self._phase(
+                    record,
+                    "verify",
+                    self._act(
+                        VerifyActivities.verify,
+                        VerifyInput(ctx=ctx, workspace=self.workspace, iteration=n),
+                        timeout=order.verify_timeout_seconds,
+                        heartbeat=60,
+                        task_queue=self.workspace.task_queue,
+                        **self._host_options(),
+                    ),
+                )
+                break
+            except ActivityError as err:  # e.g. an invalid verify.yaml: the message names the line and key
+                _reraise_cancellation(err)
+                lost = self._lost_host(err)
+                if lost is not None:
+                    await self._relocate(n, "verify", lost)
+                    continue
+                record.error = self._error_from(err, ErrorType.SYSTEM_ERROR, "verify", n)
+                record.decision = "stop: verification could not run"
+                self._end(RunEvent.SYSTEM_ERROR, record.error)
+                await self._close_iteration(record)
+                raise _RunEnded from err
         record.verification = verification
         return record, verification
 
@@ -343,6 +434,7 @@ class WorkOrderWorkflow:
                 timeout=600,
                 retry=GITHUB_RETRY,
                 task_queue=self.workspace.task_queue,
+                **self._host_options(),
             )
         except ActivityError as err:
             _reraise_cancellation(err)
@@ -524,8 +616,25 @@ class WorkOrderWorkflow:
 
     # -- phases ----------------------------------------------------------------------
     async def _build(self, n: int, feedback_ref: str | None) -> AgentSummary:
+        """The build; scheduled again while the workspace's worker is busy, and elsewhere once it is lost."""
+        while True:
+            summary = await self._build_attempt(n, feedback_ref)
+            if summary is not None:
+                return summary
+
+    async def _build_attempt(self, n: int, feedback_ref: str | None) -> AgentSummary | None:
         assert self.order and self.ctx and self.workspace
         timeout = self.order.max_wall_clock_seconds + 60
+        # Stale detection (docs/operations.md): the heartbeat timeout is how soon a lost worker is noticed and
+        # the attempt retried; `agent.options.heartbeat_timeout_seconds` tunes it (2-600 s, default 60).
+        stale_aware = workflow.patched("agent-heartbeat-timeout-option")
+        heartbeat = 60.0
+        if stale_aware:
+            try:
+                heartbeat = float(self.order.agent.options.get("heartbeat_timeout_seconds") or 60.0)
+            except (TypeError, ValueError):
+                pass
+            heartbeat = min(max(heartbeat, 2.0), 600.0) if heartbeat == heartbeat else 60.0  # NaN: default
         try:
             return await self._act(
                 BuildActivities.run_agent,
@@ -537,13 +646,24 @@ class WorkOrderWorkflow:
                     session_id=self.session_id,
                 ),
                 timeout=timeout,
-                heartbeat=60,
+                heartbeat=heartbeat,
                 retry=AGENT_RETRY,
                 task_queue=self.workspace.agent_task_queue or self.workspace.task_queue,
+                **self._host_options(),
             )
         except ActivityError as err:
             _reraise_cancellation(err)
-            self._end(RunEvent.BUILD_FAILED, self._error_from(err, ErrorType.AGENT_CRASH, "build", n))
+            lost = self._lost_host(err)
+            if lost is not None:  # not started in time: a busy worker is waited for, a lost one left behind
+                if not await self._host_alive():
+                    await self._relocate(n, "build", lost)
+                return None
+            error = self._error_from(err, ErrorType.AGENT_CRASH, "build", n)
+            if stale_aware and getattr(getattr(err.cause, "type", None), "name", None) == "HEARTBEAT":
+                error = BuildError(type=ErrorType.AGENT_STALLED, phase="build", iteration=n, message=(
+                    f"no heartbeat from the agent activity for {heartbeat:g} s on its last attempt (worker killed, "
+                    "frozen or cut off) and no retry left"))  # fmt: skip
+            self._end(RunEvent.BUILD_FAILED, error)
             self.history[-1].error = self.error
             await self._close_iteration(self.history[-1])
             raise _RunEnded from err
@@ -556,11 +676,15 @@ class WorkOrderWorkflow:
                 SnapshotInput(ctx=self.ctx, workspace=self.workspace, iteration=n, previous_commit=self.last_commit),
                 timeout=600,
                 task_queue=self.workspace.task_queue,
+                **self._host_options(),
             )
         except ActivityError as err:
             _reraise_cancellation(err)
             if salvage:
                 raise
+            lost = self._lost_host(err)
+            if lost is not None:
+                raise _HostLost(lost) from err
             self._end(RunEvent.SNAPSHOT_FAILED, self._error_from(err, ErrorType.SNAPSHOT_ERROR, "snapshot", n))
             await self._close_iteration(self.history[-1])
             raise _RunEnded from err
@@ -627,8 +751,17 @@ class WorkOrderWorkflow:
                 DeliverInput(ctx=self.ctx, workspace=self.workspace),
                 timeout=600,
                 task_queue=self.workspace.task_queue,
+                **self._host_options(),
             )
         except ActivityError as err:
+            lost = self._lost_host(err)
+            if lost is not None:  # deliver from the last checkpoint, restored on a worker that is up
+                try:
+                    await self._relocate(len(self.history), "delivery", lost)
+                except _RunEnded:
+                    pass
+                else:
+                    return await self._final_delivery()
             self.warnings.append(f"local delivery failed: {err.cause or err}")
             return DeliveryResult(mode="local", branch=self.workspace.branch, pushed=False,
                                   message=f"delivery failed: {err.cause or err}")  # fmt: skip
@@ -648,6 +781,160 @@ class WorkOrderWorkflow:
         except (asyncio.CancelledError, _RunEnded, ActivityError):
             pass
 
+    # -- a lost worker: the workspace follows the run (agentgate/checkpoints.py) ---------------
+    def _relocatable(self) -> bool:
+        """Runs started by this version checkpoint every commit and can move their workspace."""
+        return workflow.patched(CHECKPOINT_PATCH)
+
+    def _host_options(self) -> dict:
+        """Extra options of an activity on the workspace's worker: how long it may wait to be picked up."""
+        if self.order is None or not self._relocatable():
+            return {}
+        return {"schedule_to_start": self.order.host_start_timeout_seconds}
+
+    def _lost_host(self, err: ActivityError) -> str | None:
+        return _lost_host_reason(err) if self._relocatable() else None
+
+    async def _host_alive(self) -> bool:
+        """Whether the workspace's worker still answers on its own queue and holds the workspace.
+
+        Asked when a build was not started in time: its agent slots may just be taken by other
+        runs (then the build waits on), or the worker may be gone (then the probe is not picked up either).
+        """
+        assert self.ctx and self.workspace and self.order
+        try:
+            return await self._act(
+                WorkspaceActivities.probe_workspace,
+                ProbeInput(ctx=self.ctx, workspace=self.workspace),
+                timeout=60,
+                retry=PROBE_RETRY,
+                task_queue=self.workspace.task_queue,
+                schedule_to_start=self.order.host_start_timeout_seconds,
+            )
+        except ActivityError as err:
+            _reraise_cancellation(err)
+            return False
+
+    def _last_checkpoint(self) -> str | None:
+        """The checkpoint ref of `last_commit`: the latest snapshot that has one, else the base."""
+        assert self.workspace is not None
+        for rec in reversed(self.history):
+            if rec.snapshot is not None and rec.snapshot.commit == self.last_commit:
+                return rec.snapshot.checkpoint_ref
+        return self.workspace.checkpoint_ref if self.last_commit == self.workspace.base_commit else None
+
+    async def _relocate(self, n: int, phase: str, reason: str) -> None:
+        """Re-prepare the workspace on whichever worker is up, from the checkpoint of `last_commit`.
+
+        Nothing that completed is lost: `last_commit` is the last snapshot (every snapshot is
+        checkpointed before it returns), so the caller re-runs only the phase that was cut off.
+        Raises _RunEnded (the run failed) when there is no checkpoint, no restore, or too many moves.
+        """
+        assert self.ctx and self.workspace and self.last_commit
+        old = self.workspace
+        ref = self._last_checkpoint()
+        error: BuildError | None = None
+        if ref is None:
+            error = BuildError(type=ErrorType.WORKSPACE_ERROR, phase=phase, iteration=n,
+                               message=f"the worker holding the workspace was lost ({reason}) and commit "
+                               f"{self.last_commit[:12]} has no checkpoint to restore it from")  # fmt: skip
+        elif len(self.moves) >= MAX_WORKSPACE_MOVES:
+            error = BuildError(type=ErrorType.WORKSPACE_ERROR, phase=phase, iteration=n,
+                               message=f"the workspace's worker was lost again ({reason}) after "
+                               f"{len(self.moves)} moves; giving up")  # fmt: skip
+        else:
+            restore = RestoreInput(
+                ctx=self.ctx, workspace=old, checkpoint_ref=ref, commit=self.last_commit, iteration=n, reason=reason
+            )
+            try:  # on the shared queue: any worker that is up
+                self.workspace = await self._act(WorkspaceActivities.restore_workspace, restore, timeout=1800)
+            except ActivityError as err:
+                _reraise_cancellation(err)
+                error = self._error_from(err, ErrorType.WORKSPACE_ERROR, "restore", n)
+        if error is not None:
+            if not self.sm.terminal:
+                self._end(RunEvent.SYSTEM_ERROR, error)
+                if self.history:
+                    self.history[-1].error = error
+                    await self._close_iteration(self.history[-1])
+            raise _RunEnded
+        assert ref is not None and self.workspace is not None
+        self.moves.append(WorkspaceMove(
+            iteration=n, phase=phase, from_host=old.host_id, to_host=self.workspace.host_id, checkpoint_ref=ref,
+            commit=self.last_commit, reason=reason, at=workflow.now()))  # fmt: skip
+        self.warnings.append(
+            f"workspace moved from host {old.host_id} to host {self.workspace.host_id} at iteration {n} "
+            f"({phase}: {reason}); restored from checkpoint {ref}"
+        )
+
+    # -- the global queue (admission-v1, workflows/admission.py) ------------------------
+    async def _admission(self, first: bool = False) -> None:
+        """Wait for a slot; when there is none in time (or no queue to join) the run ends (raises _RunEnded)."""
+        try:
+            await self._acquire_slot(watch_cancel=first)
+        except _QueueTimeout:
+            assert self.order is not None
+            limit = self.order.max_queue_seconds or 0
+            message = f"no agent slot within the order's max_queue_seconds of {limit:g} s"
+            self._end(RunEvent.TIMEOUT, BuildError(type=ErrorType.QUEUE_TIMEOUT, message=message, phase="queue"))
+            raise _RunEnded from None
+        except ActivityError as err:
+            _reraise_cancellation(err)
+            self._end(RunEvent.SYSTEM_ERROR, self._error_from(err, ErrorType.SYSTEM_ERROR, "queue"))
+            raise _RunEnded from err
+
+    async def _acquire_slot(self, watch_cancel: bool = False) -> None:
+        """Join the queue (an idempotent signal-with-start; the API may have enqueued this run already)
+        and wait for the `admitted` signal of this ticket.
+
+        `watch_cancel` (the first wait, in the main task): a cancel that arrived while an activity was
+        finishing anyway (record_run_started, the enqueue itself) was absorbed by that activity's
+        result, so the request itself is checked; otherwise the canceled order would wait on."""
+        assert self.order and self.ctx
+
+        def canceled() -> bool:
+            return watch_cancel and workflow.cancellation_reason() is not None
+
+        if canceled():
+            raise asyncio.CancelledError("work order canceled")
+        self.queue_ticket += 1
+        ticket = self.queue_ticket
+        asked = workflow.now()
+        await self._act(
+            AdmissionActivities.enqueue,
+            EnqueueRequest(
+                work_order_id=self.ctx.work_order_id, run_id=self.ctx.run_id, ticket=ticket,
+                priority=self.order.priority, fairness_key=self.order.fairness_key,
+            ),  # fmt: skip
+            timeout=30,
+            retry=QUEUE_RETRY,
+        )
+        limit = self.order.max_queue_seconds
+        if self.queue_granted < ticket and not canceled():
+            remaining = None if limit is None else limit - (workflow.now() - asked).total_seconds()
+            if remaining is not None and remaining <= 0:
+                raise _QueueTimeout
+            try:
+                await workflow.wait_condition(lambda: self.queue_granted >= ticket or canceled(), timeout=remaining)
+            except TimeoutError:
+                raise _QueueTimeout from None
+        if canceled():
+            raise asyncio.CancelledError("work order canceled")
+
+    async def _leave_queue(self, reason: str) -> None:
+        """Give the slot back, or withdraw the waiting request, at once. Never fails the run: a queue
+        that cannot be told finds the closed run by its own reconcile."""
+        assert self.ctx
+        held = 0 < self.queue_ticket <= self.queue_granted
+        try:
+            queue = workflow.get_external_workflow_handle(admission_workflow_id(workflow.info().task_queue))
+            await queue.signal(
+                "release" if held else "withdraw",
+                LeaveRequest(work_order_id=self.ctx.work_order_id, run_id=self.ctx.run_id, reason=reason),
+            )
+        except Exception as exc:  # noqa: BLE001 - e.g. the admission workflow does not exist
+            workflow.logger.warning("could not leave the queue (%s): %s", reason, exc)
+
     # -- helpers -----------------------------------------------------------------------
     async def _act(
         self,
@@ -658,12 +945,14 @@ class WorkOrderWorkflow:
         heartbeat: float | None = None,
         retry: RetryPolicy = SHORT_RETRY,
         task_queue: str | None = None,
+        schedule_to_start: float | None = None,
     ):
         return await workflow.execute_activity_method(
             fn,
             arg,
             start_to_close_timeout=timedelta(seconds=timeout),
             heartbeat_timeout=timedelta(seconds=heartbeat) if heartbeat else None,
+            schedule_to_start_timeout=timedelta(seconds=schedule_to_start) if schedule_to_start else None,
             retry_policy=retry,
             task_queue=task_queue,
             cancellation_type=CANCEL_WAIT,
@@ -739,4 +1028,5 @@ class WorkOrderWorkflow:
             started_at=self.started_at,
             ended_at=self.ended_at,
             history=self.history,
+            workspace_moves=list(self.moves),
         )

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import typer
 
-from agentgate.commands import admin, follow, profiles, queue
+from agentgate.commands import admin, follow, profiles, queue, rewind
 
 
 def register_commands(app: typer.Typer) -> None:
-    for module in (queue, profiles, admin, follow):
+    for module in (queue, profiles, admin, follow, rewind):
         module.register(app)

@@ -5,6 +5,10 @@ logged and counted in `agentgate_event_subscriber_errors_total` and never reache
 next subscriber or the caller (an activity whose run must not fail because a dashboard
 did). The `JsonlSubscriber` goes first because it assigns the sequence number that the
 others (and SSE `id:` fields) then see.
+
+Before any subscriber sees an event it passes through the store's redactor (the same one
+every artifact write uses), so no subscriber, file or live stream ever carries a secret
+the agent printed.
 """
 
 from __future__ import annotations
@@ -34,9 +38,29 @@ def _name(subscriber: Subscriber) -> str:
     return str(getattr(subscriber, "name", None) or getattr(subscriber, "__name__", None) or type(subscriber).__name__)
 
 
+Redact = Callable[[ev.ProgressEvent], ev.ProgressEvent]
+
+
+def redact_event(store: ArtifactStore, event: ev.ProgressEvent) -> ev.ProgressEvent:
+    """The event with every secret replaced, judged on its JSON form (one pass; re-parsed only when it changed)."""
+    if event._redacted:
+        return event
+    ids = event.work_order_id and event.run_id
+    redactor = store.redactor(RunContext(work_order_id=event.work_order_id, run_id=event.run_id) if ids else None)
+    text = event.to_json()
+    cleaned = redactor.redact(text)
+    if cleaned != text:
+        seq = event.seq
+        event = ev.parse_event(cleaned)
+        event.seq = seq
+    event._redacted = True
+    return event
+
+
 class EventEmitter:
-    def __init__(self, subscribers: list[Subscriber] | None = None) -> None:
+    def __init__(self, subscribers: list[Subscriber] | None = None, redact: Redact | None = None) -> None:
         self._subscribers: list[Subscriber] = list(subscribers or [])
+        self._redact = redact
         self._lock = threading.Lock()
         self._fallback_seq: OrderedDict[str, int] = OrderedDict()
         self.errors = 0
@@ -59,6 +83,15 @@ class EventEmitter:
             return list(self._subscribers)
 
     def emit(self, event: ev.ProgressEvent) -> ev.ProgressEvent:
+        if self._redact is not None:
+            try:
+                event = self._redact(event)
+            except Exception:  # a broken redactor must not let the raw event through: drop its payload
+                log.exception("redacting %s failed; its fields are withheld", event.type)
+                event = ev.GenericEvent(type=event.type, work_order_id=event.work_order_id, run_id=event.run_id,
+                                        iteration=event.iteration, correlation_id=event.correlation_id,
+                                        redaction_failed=True)  # fmt: skip
+                event._redacted = True
         for subscriber in self.subscribers:
             if event.seq <= 0 and not getattr(subscriber, "assigns_seq", False):
                 self._assign_fallback_seq(event)
@@ -142,8 +175,10 @@ class JsonlSubscriber:
 
     def __call__(self, event: ev.ProgressEvent) -> None:
         ctx = RunContext(work_order_id=event.work_order_id, run_id=event.run_id)
+        clean = redact_event(self.store, event)  # the same object when the emitter did it already
         try:
-            self._append(self.store.path(ctx, EVENTS_REF), event)
+            self._append(self.store.path(ctx, EVENTS_REF), clean)
+            event.seq = clean.seq
         except OSError as exc:
             self.store.record_failure(EVENTS_REF, exc, ctx)
             # the live stream still gets the event; the emitter gives it a fallback number
@@ -245,7 +280,10 @@ def emitter_for(store: ArtifactStore) -> EventEmitter:
         entry = _store_emitters.get(id(store))
         if entry is not None and entry[0] is store:
             return entry[1]
-    emitter = EventEmitter([JsonlSubscriber(store), metrics_subscriber(), _ExtraFanout(_count_extra_error)])
+    emitter = EventEmitter(
+        [JsonlSubscriber(store), metrics_subscriber(), _ExtraFanout(_count_extra_error)],
+        redact=lambda event: redact_event(store, event),
+    )
     with _global_lock:
         entry = _store_emitters.get(id(store))
         if entry is not None and entry[0] is store:

@@ -13,9 +13,25 @@ import json
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, TypeAdapter, ValidationError
 
 TERMINAL_TYPES = frozenset({"run_completed", "run_canceled", "run_failed"})
+# What a live stream can be narrowed to (WebSocket `filters`): the agent's tool calls, its output, or
+# everything else (run, iteration, phase, gate, delivery and usage events).
+OUTPUT_TYPES = frozenset({"agent_message", "agent_output"})
+TOOL_TYPES = frozenset({"agent_tool_call", "agent_tool_result"})
+STREAM_FILTERS = ("progress", "output", "tool_calls")
+
+
+def event_category(type_: str) -> str:
+    """The stream filter an event type belongs to: `tool_calls`, `output` or `progress`."""
+    if type_ in TOOL_TYPES:
+        return "tool_calls"
+    if type_ in OUTPUT_TYPES:
+        return "output"
+    return "progress"
+
+
 # Live-stream text is bounded: the full bytes are in the agent's stdout/stderr files.
 MAX_TEXT_CHARS = 8000
 
@@ -29,6 +45,8 @@ class _Event(BaseModel):
     run_id: str
     correlation_id: str | None = Field(default=None, description="The trace id when tracing is on, else the run id.")
     iteration: int | None = None
+    # Set once the store's redactor has cleaned the event, so it is not scanned twice.
+    _redacted: bool = PrivateAttr(default=False)
 
     @property
     def terminal(self) -> bool:

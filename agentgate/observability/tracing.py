@@ -8,17 +8,26 @@ variables; we do not re-implement that parsing. Temporal carries the context acr
 processes with `temporalio.contrib.opentelemetry.TracingInterceptor`; our own spans
 (phases, gates, the agent) nest under its `RunActivity:*` spans because they are
 started in the activity's current context.
+
+Every phase activity is decorated with `@traced_phase("build")` (and prepare, snapshot,
+verify, feedback, deliver): one span per phase with the work order, run and iteration, an
+`error.type` from the run's own classification when it raises or returns a failure. The
+agent CLI and each verification check get a closed child span once they have finished
+(`record_agent_run`, `record_gate_check`), timed by their process's own duration.
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import logging
 import os
 import threading
-from collections.abc import Iterator, Mapping
+import time
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from opentelemetry import trace
 from opentelemetry.trace import Span, Status, StatusCode
@@ -282,3 +291,132 @@ def record_agent_result(span: Span, result: Any) -> None:
         kind = getattr(getattr(error, "type", None), "value", None) or "agent_failed"
         span.set_attribute("error.type", kind)
         span.set_status(Status(StatusCode.ERROR, getattr(error, "message", None) or kind))
+
+
+# -- phases of the activities -------------------------------------------------------------------------
+
+ERROR_TYPE = "error.type"  # the semantic-convention attribute; our values are `ErrorType` names
+R = TypeVar("R")
+
+
+def exception_type(exc: BaseException, phase: str | None = None) -> str:
+    """The `ErrorType` of an exception as the run's records would classify it (canceled, workspace_error, ...)."""
+    if isinstance(exc, asyncio.CancelledError):
+        return "canceled"
+    try:
+        from agentgate.observability.errors import classify_exception
+
+        return classify_exception(exc, phase).type.value
+    except Exception:  # classification must never hide the original error
+        return type(exc).__name__
+
+
+def record_phase_result(span: Span, phase: str, result: Any) -> None:
+    """Mark the phase span from what the activity returned: a `BuildError` it carries, or failed gates."""
+    error = getattr(result, "error", None)
+    kind = getattr(getattr(error, "type", None), "value", None)
+    if getattr(result, "passed", None) is not None and phase == "verify":
+        span.set_attribute("agentgate.passed", bool(result.passed))
+        if not result.passed and kind is None:
+            from agentgate.observability.errors import error_from_verification
+
+            found = error_from_verification(result)
+            kind = found.type.value if found is not None else "test_failed"
+            error = found
+    if getattr(result, "success", None) is not None:
+        span.set_attribute("agentgate.success", bool(result.success))
+    if kind is not None:
+        span.set_attribute(ERROR_TYPE, kind)
+        span.set_status(Status(StatusCode.ERROR, getattr(error, "message", None) or kind))
+
+
+def traced_phase(phase: str) -> Callable[[Callable[..., Awaitable[R]]], Callable[..., Awaitable[R]]]:
+    """Run an activity method inside the span `phase <phase>`, attributed with its input's work order, run, iteration.
+
+    Put it under `@activity.defn`. The input's `ctx` and `iteration` name the span's
+    attributes; an exception marks the span as an error with its classified `error.type`
+    (and is re-raised unchanged), a returned failure (an agent's `BuildError`, failed
+    gates) marks it too. With tracing off the spans are no-ops that cost microseconds.
+    """
+
+    def decorate(fn: Callable[..., Awaitable[R]]) -> Callable[..., Awaitable[R]]:
+        @functools.wraps(fn)
+        async def wrapper(self: Any, inp: Any, *args: Any, **kwargs: Any) -> R:
+            ctx = getattr(inp, "ctx", None)
+            with phase_span(
+                phase,
+                work_order_id=getattr(ctx, "work_order_id", None),
+                run_id=getattr(ctx, "run_id", None),
+                iteration=getattr(inp, "iteration", None),
+                operation=fn.__name__,
+            ) as span:
+                try:
+                    result = await fn(self, inp, *args, **kwargs)
+                except BaseException as exc:
+                    span.set_attribute(ERROR_TYPE, exception_type(exc, phase))
+                    if not isinstance(exc, Exception):  # use_span records only Exception subclasses
+                        span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
+                    raise
+                record_phase_result(span, phase, result)
+                return result
+
+        return wrapper
+
+    return decorate
+
+
+def _finished_span(
+    name: str, duration_ms: int | None, attributes: Mapping[str, Any], kind: Any = None
+) -> tuple[Span, int]:
+    """A child of the current span for something that just ended and took `duration_ms` (a process we awaited).
+
+    Returns the span and the end time to pass to `span.end(end_time=…)` once its attributes are set.
+    """
+    end = time.time_ns()
+    start = end - max(0, int(duration_ms or 0)) * 1_000_000
+    span = _tracer(None).start_span(
+        name, start_time=start, attributes=_clean(attributes), kind=kind or trace.SpanKind.INTERNAL
+    )
+    return span, end
+
+
+def record_agent_run(system: str, result: Any) -> None:
+    """The `invoke_agent <system>` span of a finished agent CLI run, with the GenAI attributes of its result.
+
+    Started at `duration_ms` before now: the agent was a child process the activity awaited,
+    so its span is a closed interval inside the build phase.
+    """
+    span, end = _finished_span(
+        f"invoke_agent {system}",
+        getattr(result, "duration_ms", None),
+        {
+            GEN_AI_OPERATION: "invoke_agent",
+            GEN_AI_SYSTEM: system,
+            GEN_AI_AGENT_NAME: system,
+            "agentgate.iteration": getattr(result, "iteration", None),
+        },
+        kind=trace.SpanKind.CLIENT,
+    )
+    record_agent_result(span, result)
+    span.end(end_time=end)
+
+
+def record_gate_check(check: Any) -> None:
+    """The `gate <name>` span of one finished verification check (a `CheckResult`)."""
+    level = getattr(check, "level", None)
+    span, end = _finished_span(
+        f"gate {check.name}",
+        getattr(check, "duration_ms", None),
+        {
+            "agentgate.gate": check.name,
+            "agentgate.gate.level": getattr(level, "value", level),
+            "agentgate.gate.kind": getattr(check, "kind", None),
+            "agentgate.gate.command": getattr(check, "command", None),
+        },
+    )
+    record_gate(span, bool(check.passed), getattr(check, "exit_code", None), getattr(check, "duration_ms", None))
+    if not check.passed:
+        from agentgate.observability.errors import classify_gate
+
+        span.set_attribute(ERROR_TYPE, classify_gate(check).value)
+    span.end(end_time=end)

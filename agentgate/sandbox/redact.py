@@ -9,6 +9,7 @@ secrets AgentGate never knew about (for example one the agent found in the repos
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import tempfile
@@ -20,39 +21,103 @@ from typing import Any
 REDACTED = "[REDACTED]"
 MIN_SECRET_LENGTH = 8  # shorter "secrets" would blank out ordinary words; they are reported, not matched
 
-# (pattern, keep_group): keep_group is a group whose text stays (a label like "Authorization: Bearer ").
-_FORMATS: list[tuple[str, int | None]] = [
-    (r"-----BEGIN[A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----.*?-----END[A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----", None),
-    (r"\bgh[pousr]_[A-Za-z0-9]{30,255}", None),
-    (r"\bgithub_pat_[A-Za-z0-9_]{22,255}", None),
-    (r"\bsk-ant-[A-Za-z0-9_\-]{16,}", None),
-    (r"\bsk-(?:proj-|svcacct-|admin-|None-)?[A-Za-z0-9_\-]{20,}", None),
-    (r"\b(?:AKIA|ASIA|ABIA|ACCA|AGPA|AIDA|AROA|ANPA|ANVA|AIPA)[A-Z0-9]{16}\b", None),
-    (r"(?i)(aws_secret_access_key[\"']?\s*[:=]\s*[\"']?)[A-Za-z0-9/+=]{40}", 1),
-    (r"\bxox[abposrce]-[A-Za-z0-9-]{10,}", None),
-    (r"\bxapp-[0-9]-[A-Za-z0-9-]{10,}", None),
-    (r"https://hooks\.slack\.com/services/[A-Za-z0-9/_-]+", None),
-    (r"\bAIza[0-9A-Za-z_\-]{35}", None),
-    (r"\bglpat-[A-Za-z0-9_\-]{20,}", None),
-    (r"\bnpm_[A-Za-z0-9]{36}\b", None),
-    (r"\bpypi-[A-Za-z0-9_\-]{50,}", None),
-    (r"(?i)\b((?:proxy-)?authorization\s*[:=]\s*[\"']?(?:bearer|token|basic)\s+)[A-Za-z0-9._~+/=\-]{12,}", 1),
-    (r"(?i)(x-api-key\s*[:=]\s*[\"']?)[A-Za-z0-9._~+/=\-]{12,}", 1),
-    # user:password@ in any URL: keep scheme and host so the log still says where it went.
-    (r"\b([A-Za-z][A-Za-z0-9+.\-]{1,20}://)[^\s/@:\"'<>]+:[^\s/@\"'<>]+(?=@)", 1),
+# Worker variables whose values are secrets by their name alone (tokens, keys, passwords); their values are
+# redacted from every artifact even when no work order declared them, because an agent may find them anyway.
+SECRET_NAME = re.compile(r"(?i)(TOKEN|SECRET|PASSW(OR)?D|API_?KEY|ACCESS_KEY|PRIVATE_KEY|CREDENTIAL|_PAT$)")
+
+
+@dataclass(frozen=True)
+class _Format:
+    """A token shape, and the literal markers without which it cannot match.
+
+    Scanning for a marker with `in` runs at memchr speed; only a text holding one pays for
+    the regular expression. That keeps redaction of every streamed log line cheap.
+    """
+
+    pattern: str
+    markers: tuple[str, ...]
+    keep: int | None = None  # a group whose text stays (a label like "Authorization: Bearer ")
+    fold: bool = False  # markers are searched in the lower-cased text
+    also: str | None = None  # a second marker that must be present as well
+
+
+_FORMATS: list[_Format] = [
+    _Format(
+        r"-----BEGIN[A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----.*?-----END[A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----",
+        ("PRIVATE KEY",),
+    ),
+    _Format(r"\bgh[pousr]_[A-Za-z0-9]{30,255}", ("ghp_", "gho_", "ghu_", "ghs_", "ghr_")),
+    _Format(r"\bgithub_pat_[A-Za-z0-9_]{22,255}", ("github_pat_",)),
+    _Format(r"\bsk-ant-[A-Za-z0-9_\-]{16,}", ("sk-ant-",)),
+    _Format(r"\bsk-(?:proj-|svcacct-|admin-|None-)?[A-Za-z0-9_\-]{20,}", ("sk-",)),
+    _Format(
+        r"\b(?:AKIA|ASIA|ABIA|ACCA|AGPA|AIDA|AROA|ANPA|ANVA|AIPA)[A-Z0-9]{16}\b",
+        ("AKIA", "ASIA", "ABIA", "ACCA", "AGPA", "AIDA", "AROA", "ANPA", "ANVA", "AIPA"),
+    ),
+    _Format(
+        r"(?i)(aws_secret_access_key[\"']?\s*[:=]\s*[\"']?)[A-Za-z0-9/+=]{40}",
+        ("aws_secret_access_key",),
+        keep=1,
+        fold=True,
+    ),
+    _Format(r"\bxox[abposrce]-[A-Za-z0-9-]{10,}", ("xox",)),
+    _Format(r"\bxapp-[0-9]-[A-Za-z0-9-]{10,}", ("xapp-",)),
+    _Format(r"https://hooks\.slack\.com/services/[A-Za-z0-9/_-]+", ("hooks.slack.com",)),
+    _Format(r"\bAIza[0-9A-Za-z_\-]{35}", ("AIza",)),
+    _Format(r"\bglpat-[A-Za-z0-9_\-]{20,}", ("glpat-",)),
+    _Format(r"\bnpm_[A-Za-z0-9]{36}\b", ("npm_",)),
+    _Format(r"\bpypi-[A-Za-z0-9_\-]{50,}", ("pypi-",)),
+    _Format(
+        r"(?i)\b((?:proxy-)?authorization\s*[:=]\s*[\"']?(?:bearer|token|basic)\s+)[A-Za-z0-9._~+/=\-]{12,}",
+        ("authorization",),
+        keep=1,
+        fold=True,
+    ),
+    _Format(r"(?i)(x-api-key\s*[:=]\s*[\"']?)[A-Za-z0-9._~+/=\-]{12,}", ("x-api-key",), keep=1, fold=True),
+    # user:password@ in any URL: keep scheme and host so the log still says where it went. Starting at the
+    # literal "://" lets the regex engine jump from one URL to the next instead of trying every position.
+    _Format(r"(://)[^\s/@:\"'<>]+:[^\s/@\"'<>]+(?=@)", ("://",), keep=1, also="@"),
 ]
 _KEY_BEGIN = re.compile(r"-----BEGIN[A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----")
 _KEY_END = re.compile(r"-----END[A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----")
 
 
-def _compile(known: list[str], as_bytes: bool) -> list[tuple[re.Pattern, int | None]]:
-    out: list[tuple[re.Pattern, int | None]] = []
+@dataclass(frozen=True)
+class _Rule:
+    regex: re.Pattern
+    markers: tuple
+    keep: int | None
+    fold: bool
+    also: Any
+
+
+def _compile(known: list[str], as_bytes: bool, formats: bool) -> list[_Rule]:
+    def enc(value: str) -> Any:
+        return value.encode("utf-8", "surrogateescape") if as_bytes else value
+
+    out: list[_Rule] = []
     if known:
-        alternation = "|".join(re.escape(v) for v in sorted(known, key=len, reverse=True))
-        out.append((re.compile(alternation.encode() if as_bytes else alternation), None))
-    for pattern, keep in _FORMATS:
-        out.append((re.compile(pattern.encode() if as_bytes else pattern, re.S), keep))
+        alternation = "|".join(re.escape(v) for v in known)
+        out.append(_Rule(re.compile(enc(alternation)), tuple(enc(v) for v in known), None, False, None))
+    if formats:
+        for f in _FORMATS:
+            markers = tuple(enc(m) for m in f.markers)
+            also = enc(f.also) if f.also is not None else None
+            out.append(_Rule(re.compile(enc(f.pattern), re.S), markers, f.keep, f.fold, also))
     return out
+
+
+def _variants(value: str) -> list[str]:
+    """The value as written raw and as it appears inside a JSON string (escaped quotes, backslashes, unicode)."""
+    forms = [value, value.strip(), json.dumps(value)[1:-1], json.dumps(value, ensure_ascii=False)[1:-1]]
+    return [f for f in dict.fromkeys(forms) if len(f) >= MIN_SECRET_LENGTH]
+
+
+def secret_env_values(names: Iterable[str] = (), environ: Mapping[str, str] | None = None) -> list[str]:
+    """The values to redact on this worker: every variable named like a secret, plus the `names` declared secret."""
+    environ = os.environ if environ is None else environ
+    wanted = set(names)
+    return [v for k, v in environ.items() if v and (k in wanted or SECRET_NAME.search(k))]
 
 
 @dataclass
@@ -73,15 +138,10 @@ class Redactor:
             if len(value) < MIN_SECRET_LENGTH:
                 self.ignored.append(f"a value of {len(value)} characters (shorter than {MIN_SECRET_LENGTH})")
                 continue
-            known.append(value)
-            stripped = value.strip()
-            if stripped != value and len(stripped) >= MIN_SECRET_LENGTH:
-                known.append(stripped)
+            known.extend(_variants(value))
         self.known = sorted(set(known), key=len, reverse=True)
-        self._str = _compile(self.known, as_bytes=False)
-        self._bytes = _compile(self.known, as_bytes=True)
-        if not self.formats:
-            self._str, self._bytes = self._str[: 1 if self.known else 0], self._bytes[: 1 if self.known else 0]
+        self._str = _compile(self.known, as_bytes=False, formats=self.formats)
+        self._bytes = _compile(self.known, as_bytes=True, formats=self.formats)
 
     @classmethod
     def from_env(
@@ -92,14 +152,25 @@ class Redactor:
         return cls(values=[*(environ[n] for n in names if environ.get(n)), *extra_values])
 
     def redact(self, text: str) -> str:
-        for pattern, keep in self._str:
-            text = pattern.sub(self._replacer(keep, REDACTED), text)
-        return text
+        return self._apply(text, self._str, REDACTED)
 
     def redact_bytes(self, data: bytes) -> bytes:
-        marker = REDACTED.encode()
-        for pattern, keep in self._bytes:
-            data = pattern.sub(self._replacer(keep, marker), data)
+        return self._apply(data, self._bytes, REDACTED.encode())
+
+    def _apply(self, data: Any, rules: list[_Rule], marker: Any) -> Any:
+        folded = None
+        for rule in rules:
+            hay = data
+            if rule.fold:
+                if folded is None:
+                    folded = data.lower()
+                hay = folded
+            if not any(m in hay for m in rule.markers) or (rule.also is not None and rule.also not in hay):
+                continue
+            before = self.count
+            data = rule.regex.sub(self._replacer(rule.keep, marker), data)
+            if self.count != before:
+                folded = None
         return data
 
     def __call__(self, value: Any) -> Any:
@@ -185,7 +256,7 @@ class Redactor:
 
 @dataclass
 class LineRedactor:
-    """Line-at-a-time redaction that remembers an open private-key block across lines."""
+    """Redaction of whole lines (one or many at a time) that remembers an open private-key block across calls."""
 
     redactor: Redactor
     in_key: bool = False
@@ -203,7 +274,7 @@ class LineRedactor:
                 return REDACTED + ("\n" if text.endswith("\n") else "")
             self.in_key = False
             self.redactor.count += 1
-            return REDACTED + self.redactor.redact(text[end.end() :])
+            return REDACTED + self._feed(text[end.end() :])  # the rest may open another block
         text = self.redactor.redact(text)  # complete blocks on one line are handled here
         begin = _KEY_BEGIN.search(text)
         if begin is not None:
@@ -232,7 +303,9 @@ class ChunkRedactor:
         if cut <= 0:
             return b""
         ready, self.pending = self.pending[:cut], self.pending[cut:]
-        return b"".join(self.lines.feed(line) for line in ready.splitlines(keepends=True))
+        # All complete lines at once: a secret never spans a newline, and one pass over a block is
+        # much cheaper than one per line.
+        return self.lines.feed(ready)
 
     def flush(self) -> bytes:
         rest, self.pending = self.pending, b""

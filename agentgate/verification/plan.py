@@ -701,7 +701,8 @@ def build_plan(
 
     if source == "profile":
         if not inline:
-            raise GatePlanError("gate_plan_source is 'profile' but the work order has no gates")
+            # The order's gates are its profile's gates (docs/profiles.md) unless the caller overrode them.
+            raise GatePlanError("gate_plan_source is 'profile' but neither the work order nor its profile has gates")
         commands, used = inline, ["work_order"]
     elif source == "workspace":
         if vfile is None:

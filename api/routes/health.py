@@ -1,4 +1,5 @@
-"""Liveness (the process answers) and readiness (Temporal reachable, artifact store writable)."""
+"""Liveness (the process answers) and readiness (Temporal reachable, artifact store writable; worker polling
+reported)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import tempfile
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
+from agentgate import queue
 from api.deps import SettingsDep
 
 router = APIRouter(prefix="/health", tags=["health"])
@@ -34,5 +36,15 @@ async def ready(request: Request, settings: SettingsDep) -> JSONResponse:
         checks["artifact_store"] = {"ok": True, "path": str(settings.runs_dir)}
     except OSError as exc:
         checks["artifact_store"] = {"ok": False, "error": str(exc)}
-    ok = all(c["ok"] for c in checks.values())
+    if checks["temporal"]["ok"]:
+        # Reported, not required: the API can accept orders (they queue) while no worker runs, so a
+        # scaled-to-zero worker pool must not take the API out of its load balancer. /api/v1/queue/health
+        # is the check that fails (503) without workers.
+        try:
+            found = await asyncio.wait_for(queue.pollers(client, settings, settings.task_queue), timeout=3)
+            checks["worker_polling"] = {"ok": bool(found), "required": False, "task_queue": settings.task_queue,
+                                        "pollers": len(found)}  # fmt: skip
+        except Exception as exc:  # noqa: BLE001 - a report, never a failure of the probe itself
+            checks["worker_polling"] = {"ok": False, "required": False, "error": f"{type(exc).__name__}: {exc}"}
+    ok = all(c["ok"] for c in checks.values() if c.get("required", True))
     return JSONResponse({"status": "ready" if ok else "not_ready", "checks": checks}, status_code=200 if ok else 503)

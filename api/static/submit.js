@@ -61,6 +61,52 @@
     return Number.isFinite(n) ? n : trimmed; // the server names the field when it is not a number
   }
 
+  /* Harness profiles: the select lists them; choosing one shows its values as the placeholders of the
+     fields it fills. Only fields a person filled in are sent, so the profile supplies the rest. */
+  const profileSelect = form.elements["profile"];
+  const profileHint = document.getElementById("hint-profile");
+  const HINT = profileHint.textContent;
+  const PLACEHOLDERS = {
+    max_iterations: form.elements["max_iterations"].placeholder,
+    max_wall_clock_seconds: form.elements["max_wall_clock_seconds"].placeholder,
+    gates: form.elements["gates"].placeholder,
+  };
+  const priorityDefault = form.elements["priority"].querySelector("option[value='']");
+
+  function showProfileDefaults(resolved, label) {
+    const r = resolved || {};
+    form.elements["max_iterations"].placeholder = r.max_iterations ?? PLACEHOLDERS.max_iterations;
+    form.elements["max_wall_clock_seconds"].placeholder = r.max_wall_clock_seconds ?? PLACEHOLDERS.max_wall_clock_seconds;
+    const gates = (r.gates || []).map((g) => g.command);
+    form.elements["gates"].placeholder = gates.length ? gates.join("\n") : PLACEHOLDERS.gates;
+    priorityDefault.textContent = (label || "default") + " (" + (r.priority ?? 3) + ")";
+  }
+
+  async function chooseProfile() {
+    const name = profileSelect.value;
+    if (!name) { profileHint.textContent = HINT; showProfileDefaults(null); return; }
+    const r = await api("GET", "/api/v1/profiles/" + encodeURIComponent(name) + "?resolve=true");
+    if (name !== profileSelect.value) return; // a newer choice won
+    if (!r.ok) { profileHint.textContent = r.error; showProfileDefaults(null); return; }
+    profileHint.textContent = (r.data.description ? r.data.description + " — " : "") + "chain " +
+      r.data.chain.join(" → ") + ", hash " + r.data.hash.slice(0, 12) + ". Fields you fill in override it.";
+    showProfileDefaults(r.data.resolved, "profile");
+  }
+
+  async function loadProfiles() {
+    const r = await api("GET", "/api/v1/profiles");
+    if (!r.ok) { profileHint.textContent = "Profiles could not be loaded: " + r.error; return; }
+    for (const p of r.data.items) {
+      const text = p.name + (p.builtin ? "" : " (user)") + (p.error ? " — invalid" : "");
+      profileSelect.append(AG.el("option", { value: p.name, disabled: !!p.error }, text));
+    }
+    const wanted = new URLSearchParams(location.search).get("profile");
+    if (wanted && r.data.items.some((p) => p.name === wanted)) { profileSelect.value = wanted; chooseProfile(); }
+  }
+
+  profileSelect.addEventListener("change", chooseProfile);
+  loadProfiles();
+
   function buildBody() {
     const v = (name) => form.elements[name].value;
     const agent = { driver: v("agent_driver") };
@@ -70,10 +116,12 @@
       task_prompt: v("task_prompt"),
       workspace_source: { type: "local", path: v("workspace_path").trim() },
       agent,
-      gates: v("gates").split("\n").map((l) => l.trim()).filter(Boolean),
-      priority: Number(v("priority")),
       labels: v("labels").split(/[\s,]+/).filter(Boolean),
     };
+    if (v("profile")) body.profile = v("profile");
+    const gates = v("gates").split("\n").map((l) => l.trim()).filter(Boolean);
+    if (gates.length) body.gates = gates;
+    if (v("priority")) body.priority = Number(v("priority"));
     const maxIterations = numberOrRaw(v("max_iterations"));
     if (maxIterations !== undefined) body.max_iterations = maxIterations;
     const wall = numberOrRaw(v("max_wall_clock_seconds"));

@@ -67,6 +67,8 @@
       dd("State", s.state, { "data-testid": "state" }),
       dd("Result", s.result, { "data-testid": "result" }),
       dd("Iterations", s.iterations + (max ? " / " + max : ""), { "data-testid": "iterations" }),
+      dd("Profile", order && order.profile ? order.profile + " · " + (order.profile_hash || "").slice(0, 12) : null,
+        { "data-testid": "profile", title: (order && order.profile_hash) || null }),
       dd("Branch", branch ? el("code", {}, branch) : null, { "data-testid": "branch" }),
       dd("Delivered", s.delivery ? (s.delivery.pushed ? "pushed to " : "") + (s.delivery.target || s.delivery.mode) : null),
       dd("Tokens", tokenTotal(tokens) ? fmtTokens(tokens) : "0", { "data-testid": "tokens" }),
