@@ -99,6 +99,10 @@ class AgentGateClient:
     def queue_stats(self) -> dict[str, Any]:
         return self._call("GET", "/api/v1/queue/stats")
 
+    def queue_snapshot(self) -> dict[str, Any]:
+        """The stats plus every waiting order's position (`positions`) and the slot holders (`holders`)."""
+        return self._call("GET", "/api/v1/queue")
+
     def queue_position(self, work_order_id: str) -> dict[str, Any]:
         return self._call("GET", f"/api/v1/work-orders/{quote(work_order_id, safe='')}/position")
 

@@ -9,6 +9,8 @@ describes the workflow and the task queues for health; nothing is cached here.
 from __future__ import annotations
 
 import asyncio
+import heapq
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -200,6 +202,82 @@ def stats_view(st: QueueStats, now: datetime | None = None) -> dict[str, Any]:
         "admitted_total": st.grants,
         "released_total": st.released,
         "reconciled_total": st.reconciled,
+    }
+
+
+def estimated_waits(
+    count: int,
+    capacity: int,
+    holders_admitted_at: Sequence[datetime],
+    average_hold_seconds: float | None,
+    now: datetime,
+) -> list[float | None]:
+    """`estimate_wait_seconds` for positions 1..count in one pass (that one re-simulates from the start for
+    each position, quadratic over a long queue); entry k equals `estimate_wait_seconds(k + 1, ...)`."""
+    if average_hold_seconds is None:
+        return [None] * count
+    busy = [max(0.0, average_hold_seconds - (now - t).total_seconds()) for t in holders_admitted_at]
+    heapq.heapify(busy)
+    clock = 0.0
+    waits: list[float | None] = []
+    for _ in range(count):
+        while len(busy) >= max(1, capacity):
+            clock = max(clock, heapq.heappop(busy))
+        heapq.heappush(busy, clock + average_hold_seconds)
+        waits.append(round(clock, 1))
+    return waits
+
+
+def snapshot_view(snap: QueueSnapshot, now: datetime | None = None) -> dict[str, Any]:
+    """The whole queue at one instant, for a page that shows every order's place (the dashboard).
+
+    The snapshot query orders the waiting entries with the same `admission_order` the `position`
+    query uses, so `positions[k]` is position k + 1, exactly what `GET /work-orders/{id}/position`
+    answers for that order, without one query per order. Counts come from the same snapshot, so
+    `queued == len(positions)` always holds."""
+    now = now or datetime.now(UTC)
+    by_priority = {str(p): 0 for p in range(1, 6)}
+    for entry in snap.waiting:
+        by_priority[str(entry.priority)] = by_priority.get(str(entry.priority), 0) + 1
+    enqueued = [e.enqueued_at for e in snap.waiting if e.enqueued_at is not None]
+    holders_at = [h.admitted_at for h in snap.holders]
+    waits = estimated_waits(len(snap.waiting), snap.capacity, holders_at, snap.average_hold_seconds, now)
+    positions = [
+        {
+            "work_order_id": e.work_order_id,
+            "run_id": e.run_id,
+            "position": index + 1,
+            "ahead": index,
+            "priority": e.priority,
+            "fairness_key": e.fairness_key,
+            "waited_seconds": _seconds_since(e.enqueued_at, now),
+            "estimated_wait_seconds": waits[index],
+        }
+        for index, e in enumerate(snap.waiting)
+    ]
+    holders = [
+        {
+            "work_order_id": h.entry.work_order_id,
+            "run_id": h.entry.run_id,
+            "position": 0,
+            "priority": h.entry.priority,
+            "fairness_key": h.entry.fairness_key,
+            "admitted_at": h.admitted_at.isoformat(),
+            "held_seconds": _seconds_since(h.admitted_at, now),
+        }
+        for h in sorted(snap.holders, key=lambda h: h.grant)
+    ]
+    return {
+        "queued": len(snap.waiting),
+        "running": len(snap.holders),
+        "capacity": snap.capacity,
+        "free_slots": max(0, snap.capacity - len(snap.holders)),
+        "by_priority": by_priority,
+        "oldest_wait_seconds": _seconds_since(min(enqueued, default=None), now),
+        "average_hold_seconds": snap.average_hold_seconds,
+        "admitted_total": snap.grants,
+        "positions": positions,
+        "holders": holders,
     }
 
 

@@ -11,6 +11,7 @@ import asyncio
 import json
 import os
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -18,9 +19,10 @@ import httpx
 import pytest
 import uvicorn
 
-from agentgate import service
+from agentgate import queue, service
 from agentgate.demo.sample_repo import GATE_COMMAND, TASK_PROMPT
 from tests.conftest import DEMO_AGENT, free_port, running_worker
+from workflows.admission import AdmissionState, Holder, QueueEntry, QueueSnapshot, admission_order, standing
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -367,4 +369,138 @@ async def test_tool_calls_tokens_and_cost_stream_in(dev_env, settings, sample_re
             assert await page.locator("#log [data-type=agent_tool_call]").first.is_hidden()
             assert (await page.locator("#log").bounding_box())["height"] > 200
             await shot(page, "09-tool-calls-and-cost")
+    assert_only_loopback(requests)
+
+
+# -- the queue: the panel and the positions come from the admission queue -----------------------------
+
+
+def test_the_queue_view_answers_what_the_position_query_answers():
+    """`GET /api/v1/queue` (snapshot_view) against `standing`, the position query's own function, on a
+    state where fairness keys reorder a priority: same positions, same estimates, for every order."""
+    now = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+
+    def entry(wo: str, seq: int, priority: int, key: str | None) -> QueueEntry:
+        return QueueEntry(work_order_id=wo, run_id=f"r-{wo}", priority=priority, fairness_key=key, seq=seq,
+                          enqueued_at=now - timedelta(seconds=100 - seq))  # fmt: skip
+
+    waiting = [entry("a", 1, 3, "t1"), entry("b", 2, 3, "t1"), entry("c", 3, 3, "t2"), entry("d", 4, 1, None),
+               entry("e", 5, 5, "t1"), entry("f", 6, 3, None)]  # fmt: skip
+    holders = [Holder(entry=entry("h1", 0, 2, None), admitted_at=now - timedelta(seconds=40), grant=7),
+               Holder(entry=entry("h2", 0, 4, "t2"), admitted_at=now - timedelta(seconds=5), grant=8)]  # fmt: skip
+    state = AdmissionState(capacity=2, waiting=waiting, holders=holders, served={"t1": 3, "t2": 8},
+                           hold_seconds=[30.0, 50.0], grants=8)  # fmt: skip
+    snap = QueueSnapshot(capacity=2, waiting=admission_order(state.waiting, state.served), holders=state.holders,
+                         average_hold_seconds=40.0, grants=8)  # fmt: skip
+    view = queue.snapshot_view(snap, now)
+
+    order = [p["work_order_id"] for p in view["positions"]]
+    assert order == ["d", "a", "c", "f", "b", "e"]  # not priority-then-age (a, b, c, f): the keys take turns
+    for place in view["positions"]:
+        expected = queue.position_view(standing(state, place["work_order_id"]), now)
+        got = {k: place[k] for k in ("position", "ahead", "priority", "fairness_key", "estimated_wait_seconds")}
+        assert got == {k: expected[k] for k in got}, place
+    assert [h["work_order_id"] for h in view["holders"]] == ["h1", "h2"]
+    assert {h["position"] for h in view["holders"]} == {0}
+    assert (view["queued"], view["running"], view["capacity"], view["free_slots"]) == (6, 2, 2, 0)
+    assert view["by_priority"] == {"1": 1, "2": 0, "3": 4, "4": 0, "5": 1}
+    assert view["oldest_wait_seconds"] == 99.0
+    empty = queue.snapshot_view(QueueSnapshot(capacity=3), now)
+    assert (empty["positions"], empty["holders"], empty["oldest_wait_seconds"]) == ([], [], None)
+
+
+class HeldAgents:
+    """Agents that hold their slot until the test creates go/<work-order id> (tests/test_queue.py does the same)."""
+
+    def __init__(self, root: Path) -> None:
+        self.log, self.go = root / "starts.log", root / "go"
+        self.go.mkdir(parents=True)
+        self.command = (
+            f'echo "$AGENTGATE_WORK_ORDER_ID" >> {self.log}; '
+            f'while [ ! -e {self.go}/"$AGENTGATE_WORK_ORDER_ID" ]; do sleep 0.05; done'
+        )
+
+    def started(self) -> list[str]:
+        return self.log.read_text().split() if self.log.exists() else []
+
+    async def wait_started(self, wo_id: str, timeout: float = 60) -> None:
+        async with asyncio.timeout(timeout):
+            while wo_id not in self.started():
+                await asyncio.sleep(0.1)
+
+    def release(self, *wo_ids: str) -> None:
+        for wo_id in wo_ids:
+            (self.go / wo_id).touch()
+
+
+@needs_chromium
+async def test_queue_panel_positions_and_capacity_from_the_queue(dev_env, settings, sample_repo, browser, tmp_path):
+    settings = settings.model_copy(update={"capacity": 1, "max_concurrent_agents": 3})
+    agents = HeldAgents(tmp_path / "agents")
+    requests: list[str] = []
+
+    def held(priority: int, *labels: str) -> dict:
+        return _body(sample_repo, agent={"driver": "command", "command": agents.command}, gates=["true"],
+                     max_iterations=1, priority=priority, labels=["dash-queue", *labels])  # fmt: skip
+
+    async with running_worker(dev_env, settings), api_server(dev_env, settings) as http:
+        holder = (await http.post("/api/v1/work-orders", json=held(3))).json()["id"]
+        await agents.wait_started(holder)
+        low = (await http.post("/api/v1/work-orders", json=held(4, "dash-queue-low"))).json()
+        high = (await http.post("/api/v1/work-orders", json=held(2))).json()
+        assert (low["position"], high["position"]) == (1, 1)  # the more urgent one went ahead of it
+        low, high = low["id"], high["id"]
+        places = {wo: (await http.get(f"/api/v1/work-orders/{wo}/position")).json()["position"] for wo in (high, low)}
+        assert places == {high: 1, low: 2}
+
+        async with open_page(browser, requests) as page:
+            await page.goto(f"{_base(http)}/?label=dash-queue")
+            panel = page.locator(".queue-panel")
+            await panel.get_by_test_id("queue-queued").filter(has_text="2").wait_for()
+            assert await panel.get_by_test_id("queue-capacity").inner_text() == "1"
+            assert await panel.get_by_test_id("queue-running").inner_text() == "1"
+            assert await panel.get_by_test_id("queue-running-of").inner_text() == "1"
+            assert "P2: 1" in await panel.get_by_test_id("queue-by-priority").inner_text()
+            await panel.get_by_test_id("queue-health").filter(has_text="healthy").wait_for()
+            for wo, place in places.items():
+                await page.locator(f"tr[data-id='{wo}'] td[data-position='{place}']", has_text=f"#{place}").wait_for()
+            await page.locator(f"tr[data-id='{holder}'][data-status=running] td[data-position='0']").wait_for()
+            await shot(page, "10-queue-panel")
+
+            # Filtered to the less urgent order alone: still #2, its place in the whole queue.
+            await page.goto(f"{_base(http)}/?label=dash-queue-low")
+            await page.locator(f"tr[data-id='{low}'] td[data-position='2']", has_text="#2").wait_for()
+            assert await page.locator("tbody#orders tr").count() == 1
+
+            # A bad capacity: the API's 422 at the field, nothing changed.
+            capacity = page.get_by_label("New capacity")
+            await capacity.fill("0")
+            await page.get_by_role("button", name="Set").click()
+            error = page.locator("#err-capacity")
+            await error.filter(has_text="greater than or equal to 1").wait_for()
+            assert await capacity.get_attribute("aria-invalid") == "true"
+            assert (await http.get("/api/v1/queue/stats")).json()["capacity"] == 1
+            await shot(page, "11-queue-capacity-422")
+
+            # Capacity 2 from the form: the next order (the more urgent one) gets the second slot.
+            await capacity.fill("2")
+            await page.get_by_role("button", name="Set").click()
+            await panel.get_by_test_id("queue-capacity").filter(has_text="2").wait_for()
+            assert await error.is_hidden() and await capacity.get_attribute("aria-invalid") is None
+            await agents.wait_started(high)
+            await page.goto(f"{_base(http)}/?label=dash-queue")
+            await page.locator(f"tr[data-id='{high}'][data-status=running] td[data-position='0']").wait_for()
+            await page.locator(f"tr[data-id='{low}'] td[data-position='1']", has_text="#1").wait_for()
+            await panel.get_by_test_id("queue-queued").filter(has_text="1").wait_for()
+            assert await panel.get_by_test_id("queue-running").inner_text() == "2"
+            assert (await http.get(f"/api/v1/work-orders/{low}/position")).json()["position"] == 1
+            assert low not in agents.started()
+            await shot(page, "12-queue-capacity-2")
+
+        agents.release(holder, high, low)
+        async with asyncio.timeout(60):
+            for wo in (holder, high, low):
+                while (await http.get(f"/api/v1/work-orders/{wo}")).json()["status"] not in ("succeeded", "failed"):
+                    await asyncio.sleep(0.2)
+    assert not [url for url in requests if url.endswith("/position")], "the page asked for positions one by one"
     assert_only_loopback(requests)

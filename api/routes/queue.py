@@ -1,4 +1,5 @@
-"""The global queue over HTTP: stats, health, capacity, and one order's position (agentgate/queue.py does the work)."""
+"""The global queue over HTTP: stats, the whole queue, health, capacity, and one order's position
+(agentgate/queue.py does the work)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from agentgate import queue
 from agentgate import search_attributes as sa
 from api.deps import ClientDep, SettingsDep
 from api.errors import ApiError, field_error
-from workflows.admission import MAX_CAPACITY, QueueStats
+from workflows.admission import MAX_CAPACITY, QueueSnapshot, QueueStats
 
 router = APIRouter(prefix="/api/v1", tags=["queue"])
 UPDATE_TIMEOUT = 10.0
@@ -36,6 +37,21 @@ async def stats(client: ClientDep, settings: SettingsDep) -> dict:
         current = QueueStats(capacity=settings.queue_capacity, queued=0, running=0)
         return {**queue.stats_view(current), "admission": "not_started"}
     return {**queue.stats_view(current), "admission": "running"}
+
+
+@router.get("/queue")
+async def snapshot(client: ClientDep, settings: SettingsDep) -> dict:
+    """The whole queue at one instant: the stats, `positions` (every waiting order in admission order:
+    `position` 1 is next, with `ahead` and `estimated_wait_seconds`) and `holders` (the orders holding a
+    slot). One query of the admission workflow, so a page needs no per-order position call."""
+    try:
+        current = await queue.snapshot(client, settings)
+    except queue.QueueUnavailable as exc:
+        if await queue.admission_status(client, settings) == "running":
+            raise _unavailable(exc) from None
+        # No queue yet (nothing submitted, no worker started): empty, at the configured capacity.
+        return {**queue.snapshot_view(QueueSnapshot(capacity=settings.queue_capacity)), "admission": "not_started"}
+    return {**queue.snapshot_view(current), "admission": "running"}
 
 
 @router.get(
