@@ -6,7 +6,7 @@ UV     := $(VENV)/bin/uv
 STAMP  := $(VENV)/.installed
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: install demo up down test lint lock bench clean
+.PHONY: install demo up down test lint lock bench bench-quick chaos clean
 
 install: $(STAMP)
 
@@ -34,9 +34,17 @@ test: install
 	@$(VENV)/bin/ruff check .
 	@$(VENV)/bin/pytest -q
 
-## Benchmarks (not part of make test): prints a table, writes bench/results/<date>.json.
+## Benchmarks (not part of make test): prints a table, writes bench/results/<date>.json (docs/performance.md).
 bench: install
 	@$(PY) -m bench.run
+
+## The same figures at small sizes (a few minutes): bench/results/<date>-quick.json.
+bench-quick: install
+	@$(PY) -m bench.run --quick
+
+## Long fault tests (not part of make test): Temporal restart, a burst of 200, cancel/kill storms.
+chaos: install
+	@$(VENV)/bin/pytest -q -m chaos tests/test_chaos.py
 
 lint: install
 	@$(VENV)/bin/ruff check .

@@ -1,14 +1,20 @@
 """AgentGate benchmarks: each figure is measured next to its baseline in the same run.
 
-    .venv/bin/python -m bench.run [--iterations-runs N] [--raw N]
+    .venv/bin/python -m bench.run            # everything, full size (make bench)
+    .venv/bin/python -m bench.run --quick    # everything, small (make bench-quick)
+    .venv/bin/python -m bench.run --only submit,events
 
-- Overhead: a 3-iteration work order whose agent and gate are fixed commands of
-  --step-seconds each, against a bare shell loop running the same commands; printed as a
-  ratio and as orchestration milliseconds per iteration.
-- Raw engine baseline: a trivial workflow with one activity on the same Temporal dev
-  server, the physical limit per-iteration costs compare with (p50/p95 start→activity and
-  round trip, workflows per second).
-Results are printed as a table and written to bench/results/<date>.json.
+Figures (each module's docstring says how it is measured):
+- raw_engine   (bench/engine.py)     a trivial workflow + activity: the physical limit of this server
+- overhead     (bench/overhead.py)   a 3-iteration order of fixed commands vs a bare shell loop
+- submit       (bench/submit.py)     API POST → agent process started, p50/p95/p99, idle system
+- events       (bench/events.py)     agent stdout line → SSE client, vs a bare pipe
+- history      (bench/scale.py)      Temporal history bytes per iteration vs the raw workflow
+- throughput   (bench/throughput.py) orders/s at capacity 8 (no-op agent, trivial gate) vs raw workflows/s
+- memory       (bench/throughput.py) worker RSS after 500 runs vs after 50
+- queue_scale  (bench/scale.py)      list / position latency with 1,000 queued vs 10 queued
+Results are printed as a table and written to bench/results/<date>.json (<date>-quick.json for --quick;
+a run with --only adds the figures' names, so it never overwrites a complete result).
 """
 
 from __future__ import annotations
@@ -16,179 +22,170 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import shutil
-import statistics
-import subprocess
-import sys
 import tempfile
 import time
-import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
-from temporalio import activity, workflow
-from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Worker
-
-with workflow.unsafe.imports_passed_through():  # this module also defines the raw workflow
-    from agentgate import search_attributes as sa
-    from agentgate.config import Settings
-    from agentgate.ids import new_work_order_id
-    from agentgate.models import WorkOrder
-    from worker import build_workers
-    from workflows.work_order import WorkOrderWorkflow
+from bench.common import Stack, machine, make_repo, start_temporal
 
 RESULTS = Path(__file__).parent / "results"
+FIGURES = ("raw_engine", "overhead", "submit", "events", "history", "throughput", "queue_scale")
+
+FULL = {"raw": 50, "raw_concurrent": 100, "overhead_runs": 3, "step_seconds": 2.0, "submit_orders": 200,
+        "event_lines": 200, "warm_runs": 50, "total_runs": 500, "queued": 1000, "samples": 20}  # fmt: skip
+QUICK = {"raw": 20, "raw_concurrent": 20, "overhead_runs": 1, "step_seconds": 0.5, "submit_orders": 20,
+         "event_lines": 50, "warm_runs": 10, "total_runs": 50, "queued": 150, "samples": 10}  # fmt: skip
 
 
-@activity.defn(name="bench_noop")
-async def noop(started_ns: int) -> int:
-    return time.time_ns() - started_ns
+def _args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="small sizes, for development (a few minutes)")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary folder (runs, logs) for a look")
+    parser.add_argument("--only", default="", help=f"comma-separated figures out of: {', '.join(FIGURES)}")
+    for key, value in FULL.items():
+        parser.add_argument(f"--{key.replace('_', '-')}", type=type(value), default=None, help=f"full: {value}")
+    args = parser.parse_args()
+    only = [f.strip() for f in args.only.split(",") if f.strip()]
+    unknown = sorted(set(only) - set(FIGURES) - {"memory"})
+    if unknown:
+        parser.error(f"--only: unknown figure(s) {', '.join(unknown)}; choose from {', '.join(FIGURES)}")
+    args.figures = [f for f in FIGURES if not only or f in only or (f == "throughput" and "memory" in only)]
+    sizes = dict(QUICK if args.quick else FULL)
+    for key in FULL:
+        if getattr(args, key) is not None:
+            sizes[key] = getattr(args, key)
+    if sizes["queued"] <= 60:
+        parser.error(f"--queued must be more than the 60 of the baseline, got {sizes['queued']}")
+    if sizes["total_runs"] <= sizes["warm_runs"]:
+        parser.error(f"--total-runs must be more than --warm-runs ({sizes['warm_runs']}), got {sizes['total_runs']}")
+    args.sizes = sizes
+    return args
 
 
-@workflow.defn(name="BenchRawWorkflow")
-class RawWorkflow:
-    @workflow.run
-    async def run(self, started_ns: int) -> int:
-        return await workflow.execute_activity(noop, started_ns, start_to_close_timeout=timedelta(seconds=30))
+async def run(args: argparse.Namespace) -> dict:
+    sizes, figures = args.sizes, args.figures
+    tmp = Path(tempfile.mkdtemp(prefix="agentgate-bench-"))
+    result: dict = {"date": datetime.now(UTC).isoformat(), "mode": "quick" if args.quick else "full",
+                    "machine": machine(), "sizes": sizes}  # fmt: skip
+    env = await start_temporal(tmp / "temporal.db")
+    began = time.monotonic()
+    try:
+        from bench.engine import raw_baseline
+
+        # Every other figure is compared with the raw engine: it always runs.
+        _say("raw engine")
+        result["raw_engine"] = raw = await raw_baseline(env.client, sizes["raw"], sizes["raw_concurrent"])
+        if "overhead" in figures:
+            from bench.overhead import overhead
+
+            _say("overhead")
+            result["overhead"] = await overhead(env.client, tmp, sizes["overhead_runs"], sizes["step_seconds"])
+        stack_figures = [f for f in figures if f not in ("raw_engine", "overhead")]
+        if stack_figures:
+            await _stack_figures(env, tmp, sizes, stack_figures, raw, result)
+    finally:
+        await env.shutdown()
+        if args.keep:
+            print(f"kept {tmp}", flush=True)
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+    result["seconds"] = round(time.monotonic() - began, 1)
+    return result
 
 
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+async def _stack_figures(env, tmp: Path, sizes: dict, figures: list[str], raw: dict, result: dict) -> None:
+    from bench.events import event_latency
+    from bench.scale import history_per_iteration, queue_scale
+    from bench.submit import submit_latency
+    from bench.throughput import throughput_and_rss
 
-
-async def raw_baseline(env: WorkflowEnvironment, runs: int) -> dict:
-    queue = f"bench-raw-{uuid.uuid4().hex[:6]}"
-    start_to_activity, round_trip = [], []
-    async with Worker(env.client, task_queue=queue, workflows=[RawWorkflow], activities=[noop]):
-        t0 = time.perf_counter()
-        for _ in range(runs):
-            begin = time.perf_counter()
-            latency_ns = await env.client.execute_workflow(
-                RawWorkflow.run, time.time_ns(), id=f"bench-{uuid.uuid4().hex}", task_queue=queue
+    repo = make_repo(tmp / "repo")
+    (tmp / "stack").mkdir()
+    async with Stack(env, tmp / "stack") as stack, stack.http() as http:
+        if "submit" in figures:
+            _say(f"submit latency ({sizes['submit_orders']} orders, one at a time)")
+            result["submit"] = await submit_latency(stack, http, repo, sizes["submit_orders"], raw)
+        if "events" in figures:
+            _say(f"event latency ({sizes['event_lines']} lines)")
+            result["events"] = await event_latency(stack, http, repo, sizes["event_lines"])
+        if "history" in figures:
+            _say("history bytes per iteration")
+            result["history"] = await history_per_iteration(stack, http, repo, raw)
+        if "throughput" in figures:
+            _say(f"throughput at capacity 8 and worker memory ({sizes['total_runs']} runs)")
+            result["throughput"], result["memory"] = await throughput_and_rss(
+                stack, http, repo, sizes["warm_runs"], sizes["total_runs"], 8, raw
             )
-            round_trip.append((time.perf_counter() - begin) * 1000)
-            start_to_activity.append(latency_ns / 1e6)
-        elapsed = time.perf_counter() - t0
-    return {
-        "runs": runs,
-        "start_to_activity_ms_p50": pct(start_to_activity, 0.5),
-        "start_to_activity_ms_p95": pct(start_to_activity, 0.95),
-        "round_trip_ms_p50": pct(round_trip, 0.5),
-        "round_trip_ms_p95": pct(round_trip, 0.95),
-        "sequential_workflows_per_second": runs / elapsed,
-    }
+        if "queue_scale" in figures:  # last: it leaves its orders waiting until the stack stops
+            _say(f"queue scale ({sizes['queued']} queued)")
+            result["queue_scale"] = await queue_scale(stack, http, repo, sizes["queued"], sizes["samples"])
 
 
-def make_repo(path: Path) -> Path:
-    path.mkdir(parents=True)
-    (path / "README").write_text("bench\n")
-    subprocess.run(["git", "init", "-q", "-b", "main", str(path)], check=True)
-    subprocess.run(["git", "-C", str(path), "add", "-A"], check=True)
-    subprocess.run(
-        ["git", "-c", "user.name=b", "-c", "user.email=b@localhost", "-C", str(path), "commit", "-qm", "init"],
-        check=True,
-    )
-    return path
+def _say(what: str) -> None:
+    print(f"[{datetime.now():%H:%M:%S}] {what}…", flush=True)
 
 
-async def overhead(env: WorkflowEnvironment, tmp: Path, runs: int, step: float) -> dict:
-    agent = f"sleep {step}; date +%s%N >> progress.txt"
-    gate = f"sleep {step}; exit 1"  # never passes: exactly 3 iterations
-    bare = []
-    for _ in range(runs):
-        repo = make_repo(tmp / f"bare-{uuid.uuid4().hex[:6]}")
-        begin = time.perf_counter()
-        for _ in range(3):
-            subprocess.run(["/bin/sh", "-c", agent], cwd=repo, check=True)  # noqa: ASYNC221 - the bare baseline
-            subprocess.run(["/bin/sh", "-c", gate], cwd=repo, check=False)  # noqa: ASYNC221
-        bare.append(time.perf_counter() - begin)
-    settings = Settings(home=tmp / "home", task_queue=f"bench-{uuid.uuid4().hex[:6]}", host_id="bench")
-    orchestrated = []
-    async with _workers(env, settings):
-        for _ in range(runs):
-            repo = make_repo(tmp / f"wo-{uuid.uuid4().hex[:6]}")
-            order = WorkOrder(
-                id=new_work_order_id(),
-                created_at=datetime.now(UTC),
-                task_prompt="bench",
-                workspace_source={"type": "local", "path": str(repo)},
-                agent={"driver": "command", "command": agent},
-                gates=[gate],
-                max_iterations=3,
-            )
-            begin = time.perf_counter()
-            outcome = await env.client.execute_workflow(
-                WorkOrderWorkflow.run, order, id=order.id, task_queue=settings.task_queue
-            )
-            orchestrated.append(time.perf_counter() - begin)
-            assert outcome.iterations == 3, outcome
-    bare_p50, orch_p50 = statistics.median(bare), statistics.median(orchestrated)
-    return {
-        "runs": runs,
-        "step_seconds": step,
-        "bare_loop_seconds_p50": bare_p50,
-        "agentgate_seconds_p50": orch_p50,
-        "ratio_p50": orch_p50 / bare_p50,
-        "orchestration_ms_per_iteration_p50": (orch_p50 - bare_p50) * 1000 / 3,
-    }
+HEADLINES = [
+    ("submit", "post_to_agent_ms_p50", "baseline_raw_start_to_activity_ms_p50", "submit → agent started p50 (ms)"),
+    ("submit", "post_to_agent_ms_p95", None, "submit → agent started p95 (ms)"),
+    ("submit", "post_to_agent_ms_p99", None, "submit → agent started p99 (ms)"),
+    ("throughput", "orders_per_second", "baseline_raw_workflows_per_second", "orders/s at capacity 8"),
+    ("events", "stdout_to_sse_ms_p50", "bare_pipe_ms_p50", "stdout → SSE p50 (ms)"),
+    ("events", "stdout_to_sse_ms_p95", "bare_pipe_ms_p95", "stdout → SSE p95 (ms)"),
+    ("overhead", "orchestration_ms_per_iteration_p50", None, "orchestration per iteration (ms)"),
+    ("overhead", "agentgate_seconds_p50", "bare_loop_seconds_p50", "3-iteration run (s)"),
+    ("history", "bytes_per_iteration", "baseline_raw_workflow_bytes", "history bytes per iteration"),
+    ("queue_scale", "list_ms_p50", "list_ms_p50_at_60", "list p50 (ms), {queued} vs 60 queued"),
+    ("queue_scale", "list_queued_ms_p50", "list_queued_ms_p50_at_60", "list status=queued p50 (ms), {queued} vs 60"),
+    ("queue_scale", "position_ms_p50", "position_ms_p50_at_60", "position p50 (ms), {queued} vs 60 queued"),
+]
 
 
-class _workers:
-    def __init__(self, env, settings):
-        self.workers = build_workers(env.client, settings)
+def report(result: dict) -> str:
+    lines = [f"{'figure':44} {'value':>12} {'baseline':>12} {'ratio':>8}"]
+    for section, key, base_key, label in HEADLINES:
+        data = result.get(section)
+        if not data or key not in data:
+            continue
+        value = data[key]
+        base = data.get(base_key) if base_key else None
+        ratio = value / base if base else math.nan
+        label = label.format(queued=data.get("queued"))
+        lines.append(f"{label:44} {value:12.2f} {_fmt(base):>12} {_fmt(ratio):>8}")
+    mem = result.get("memory")
+    if mem:
+        after = [k for k in mem if k.startswith("rss_mib_after_")]
+        label = f"worker RSS MiB, {after[-1].split('_')[3]} vs {after[0].split('_')[3]} runs"
+        lines.append(f"{label:44} {mem[after[-1]]:12.2f} {mem[after[0]]:12.2f} {mem[after[-1]] / mem[after[0]]:8.2f}")
+    lines.append("")
+    lines.append("all figures:")
+    for section in ("raw_engine", *FIGURES[1:], "memory"):
+        for key, value in (result.get(section) or {}).items():
+            lines.append(f"  {section + '.' + key:60} {_fmt(value) if isinstance(value, float) else value}")
+    return "\n".join(lines)
 
-    async def __aenter__(self):
-        for w in self.workers:
-            await w.__aenter__()
 
-    async def __aexit__(self, *exc):
-        for w in reversed(self.workers):
-            await w.__aexit__(*exc)
+def _fmt(value) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return f"{value:.2f}"
 
 
 async def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--raw", type=int, default=50, help="raw-engine workflows")
-    parser.add_argument("--runs", type=int, default=3, help="3-iteration work orders for the overhead figure")
-    parser.add_argument("--step-seconds", type=float, default=2.0, help="duration of the agent and gate commands")
-    args = parser.parse_args()
-    temporal = shutil.which("temporal", path=str(Path(sys.executable).parent))
-    tmp = Path(tempfile.mkdtemp(prefix="agentgate-bench-"))
-    env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=temporal,
-        data_converter=pydantic_data_converter,
-        search_attributes=sa.ALL,
-        dev_server_database_filename=str(tmp / "temporal.db"),
-        dev_server_extra_args=["--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=off"],
-    )
-    try:
-        raw = await raw_baseline(env, args.raw)
-        over = await overhead(env, tmp, args.runs, args.step_seconds)
-    finally:
-        await env.shutdown()
-        shutil.rmtree(tmp, ignore_errors=True)
-    result = {"date": datetime.now(UTC).isoformat(), "machine": _machine(), "raw_engine": raw, "overhead": over}
+    args = _args()
+    result = await run(args)
     RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"{datetime.now(UTC):%Y-%m-%d}.json"
+    # A partial run (--only) never overwrites the day's complete result.
+    suffix = ("-quick" if args.quick else "") + (f"-{'-'.join(args.figures)}" if args.only else "")
+    out = RESULTS / f"{datetime.now(UTC):%Y-%m-%d}{suffix}.json"
     out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"{'figure':48} {'value':>12}")
-    for section in ("raw_engine", "overhead"):
-        for key, value in result[section].items():
-            print(
-                f"{section + '.' + key:48} {value:12.3f}" if isinstance(value, float) else f"{section}.{key:40} {value}"
-            )
+    print(report(result))
+    print(f"mode {result['mode']}, {result['seconds']} s, load at start {result['machine']['load_average_at_start']}")
     print(f"written to {out}")
     await asyncio.sleep(0.5)  # let the SDK runtime settle before interpreter exit
-
-
-def _machine() -> dict:
-    import os
-    import platform
-
-    return {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()}
 
 
 if __name__ == "__main__":
