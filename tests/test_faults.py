@@ -167,7 +167,7 @@ def full_disk(tmp_path):
     mount = tmp_path / "small-disk"
     mount.mkdir()
     if os.geteuid() != 0 or shutil.which("mount") is None:
-        pytest.skip("mounting a tiny tmpfs needs root; the unwritable-store case below still runs")
+        pytest.skip("mounting a tiny tmpfs needs root (the /dev/full stream test covers the stream without it)")
     done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount)], capture_output=True)
     if done.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode(errors='replace').strip()}")
