@@ -14,6 +14,7 @@ from temporalio import activity
 
 from activities.deps import WORK_ORDER_REF, ActivityDeps
 from activities.errors import app_error
+from activities.heartbeat import heartbeats
 from agentgate import checkpoints, git
 from agentgate.events import RunEventLog
 from agentgate.models import (
@@ -178,6 +179,7 @@ class WorkspaceActivities:
 
     # -- checkpoints: the workspace outlives its worker (agentgate/checkpoints.py) --------
     @activity.defn(name="restore_workspace")
+    @heartbeats
     async def restore_workspace(self, inp: RestoreInput) -> WorkspaceInfo:
         """Rebuild a lost worker's workspace here, from its last checkpoint; runs on the shared queue (any worker).
 

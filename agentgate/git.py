@@ -26,8 +26,13 @@ def strip_credentials(text: str) -> str:
     return _CRED_IN_URL.sub(r"\g<scheme>", text)
 
 
+# The worker's own git (clone, snapshot, push; never the agent's) may need the operator's ssh set-up
+# for `ssh://` and `git@host:` sources: an agent socket or a custom ssh command.
+_PASSED_THROUGH = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "USER", "SSH_AUTH_SOCK", "GIT_SSH_COMMAND", "GIT_SSH")
+
+
 def git_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "USER")}
+    env = {k: v for k, v in os.environ.items() if k in _PASSED_THROUGH}
     env.update(
         GIT_TERMINAL_PROMPT="0",
         GIT_AUTHOR_NAME=AUTHOR_NAME,

@@ -102,6 +102,9 @@ CANCEL_WAIT = workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED
 # Workspace-bound phases get a schedule-to-start timeout (the order's host_start_timeout_seconds), and
 # a lost worker's workspace is rebuilt elsewhere from the last checkpoint (`_relocate`).
 CHECKPOINT_PATCH = "checkpoint-reprepare"
+# Prepare and restore heartbeat, so a worker lost while cloning is noticed in half a minute, not after 30 minutes.
+WORKSPACE_HEARTBEAT_PATCH = "workspace-heartbeat"
+WORKSPACE_HEARTBEAT_SECONDS = 30.0
 MAX_WORKSPACE_MOVES = 5
 PROBE_RETRY = RetryPolicy(maximum_attempts=2, non_retryable_error_types=NON_RETRYABLE)
 
@@ -260,7 +263,10 @@ class WorkOrderWorkflow:
         assert order is not None and ctx is not None
         try:
             self.workspace = await self._act(
-                WorkspaceActivities.prepare_workspace, PrepareInput(ctx=ctx, work_order=order), timeout=1800
+                WorkspaceActivities.prepare_workspace,
+                PrepareInput(ctx=ctx, work_order=order),
+                timeout=1800,
+                heartbeat=self._workspace_heartbeat(),
             )
         except ActivityError as err:
             _reraise_cancellation(err)
@@ -786,6 +792,10 @@ class WorkOrderWorkflow:
         """Runs started by this version checkpoint every commit and can move their workspace."""
         return workflow.patched(CHECKPOINT_PATCH)
 
+    @staticmethod
+    def _workspace_heartbeat() -> float | None:
+        return WORKSPACE_HEARTBEAT_SECONDS if workflow.patched(WORKSPACE_HEARTBEAT_PATCH) else None
+
     def _host_options(self) -> dict:
         """Extra options of an activity on the workspace's worker: how long it may wait to be picked up."""
         if self.order is None or not self._relocatable():
@@ -847,7 +857,9 @@ class WorkOrderWorkflow:
                 ctx=self.ctx, workspace=old, checkpoint_ref=ref, commit=self.last_commit, iteration=n, reason=reason
             )
             try:  # on the shared queue: any worker that is up
-                self.workspace = await self._act(WorkspaceActivities.restore_workspace, restore, timeout=1800)
+                self.workspace = await self._act(
+                    WorkspaceActivities.restore_workspace, restore, timeout=1800, heartbeat=self._workspace_heartbeat()
+                )
             except ActivityError as err:
                 _reraise_cancellation(err)
                 error = self._error_from(err, ErrorType.WORKSPACE_ERROR, "restore", n)

@@ -44,10 +44,19 @@ ValidRequest = Annotated[WorkOrderRequest, Depends(validated_request)]
 def _summary(outcome: RunOutcome, settings) -> dict:
     data = outcome.model_dump(mode="json")
     data["id"] = outcome.work_order_id
+    folder = service.artifacts_dir(settings, outcome)
     data["links"] = {
         "temporal_ui": settings.workflow_ui_url(outcome.work_order_id, outcome.run_id),
-        "artifacts": str(service.artifacts_dir(settings, outcome)),
+        "artifacts": str(folder),
     }
+    # The run's state comes from Temporal, so a lost or purged folder never breaks reading it; say so instead.
+    ran = outcome.iterations > 0 and outcome.status.value not in ("queued", "running")
+    data["warnings"] = []
+    if ran and not folder.is_dir():
+        data["warnings"].append(
+            f"the artifacts folder {folder} is gone (purged, lost or on another host's volume): "
+            "the run's state here is intact; `agentgate doctor` reports such orphans"
+        )
     return data
 
 
