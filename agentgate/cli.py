@@ -118,13 +118,33 @@ def api() -> None:
 
 @app.command()
 def submit(
-    prompt: Annotated[str, typer.Option("--prompt", help="The task for the agent.")],
+    prompt: Annotated[str | None, typer.Option("--prompt", help="The task for the agent.")] = None,
+    file: Annotated[
+        str | None,
+        typer.Option(
+            "--file", "-f", metavar="PATH", help="A work order as YAML or JSON (`-` reads stdin): the request's base."
+        ),
+    ] = None,
+    assignments: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            metavar="FIELD=VALUE",
+            help="Over the file, e.g. max_iterations=5, delivery.mode=push, sandbox.network=full, "
+            "labels=\\[a,b]; VALUE is YAML (text fields take it as typed). Repeatable.",  # \\[: not rich markup
+        ),
+    ] = None,
     path: Annotated[Path | None, typer.Option("--path", help="A local git repository (not modified in place).")] = None,
     git_url: Annotated[str | None, typer.Option("--git-url", help="A git URL to clone instead of --path.")] = None,
-    agent: Annotated[str, typer.Option("--agent", help="Agent driver name.")] = "command",
+    github: Annotated[str | None, typer.Option("--github", help="A GitHub repository OWNER/NAME to clone.")] = None,
+    branch: Annotated[str | None, typer.Option("--branch", help="Branch of the --git-url/--github source.")] = None,
+    agent: Annotated[
+        str | None, typer.Option("--agent", help="Agent driver: command (default), claude-code, codex, opencode.")
+    ] = None,
     agent_command: Annotated[
         str | None, typer.Option("--agent-command", help="Shell command (command driver).")
     ] = None,
+    model: Annotated[str | None, typer.Option("--model", help="The agent's model.")] = None,
     gate: Annotated[list[str] | None, typer.Option("--gate", help="A gate command; repeatable.")] = None,
     # Unset options are not sent, so a --profile's values (or the work-order defaults) apply to them.
     max_iterations: Annotated[int | None, typer.Option("--max-iterations", help="Default 3.")] = None,
@@ -136,44 +156,50 @@ def submit(
     max_queue_seconds: Annotated[
         float | None, typer.Option("--max-queue-seconds", help="Longest wait for a slot; then failed_timeout.")
     ] = None,
+    max_tokens: Annotated[int | None, typer.Option("--max-tokens", help="Token budget of the run.")] = None,
+    max_cost: Annotated[float | None, typer.Option("--max-cost", help="Cost budget of the run, USD.")] = None,
+    strategy: Annotated[
+        str | None, typer.Option("--strategy", help="Convergence: fixed, hybrid, ralph, adaptive, manual.")
+    ] = None,
+    delivery: Annotated[str | None, typer.Option("--delivery", help="Delivery mode: local, push, github-pr.")] = None,
     profile: Annotated[
         str | None, typer.Option("--profile", help="Harness profile; the options given here override it.")
     ] = None,
-    label: Annotated[list[str] | None, typer.Option("--label")] = None,
+    label: Annotated[list[str] | None, typer.Option("--label", help="A label; repeatable.")] = None,
+    idempotency_key: Annotated[
+        str | None, typer.Option("--idempotency-key", help="Submitting the same key again returns the same order.")
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print the request that would be sent (JSON) and stop.")
+    ] = False,
     wait: Annotated[bool, typer.Option("--wait", help="Wait until the run ends; exit code says how.")] = False,
     follow: Annotated[
         bool, typer.Option("--follow", help="Stream the run's progress until it ends (`agentgate follow`).")
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON only.")] = False,
 ) -> None:
-    """Submit a work order to the API."""
-    if (path is None) == (git_url is None):
-        _fail(EXIT_BAD_INPUT, "give exactly one of --path DIR or --git-url URL")
-    if path is not None:
-        resolved = path.expanduser().resolve()
-        if not resolved.is_dir():
-            _fail(EXIT_BAD_INPUT, f"--path {path}: no such directory")
-        if not (resolved / ".git").exists():
-            _fail(EXIT_BAD_INPUT, f"--path {path}: not a git repository (run `git init` there first)")
-        source: dict[str, Any] = {"type": "local", "path": str(resolved)}
-    else:
-        source = {"type": "git", "url": git_url}
-    if not prompt.strip():
-        _fail(EXIT_BAD_INPUT, "--prompt must not be empty")
-    body = {
-        "task_prompt": prompt,
-        "workspace_source": source,
-        "agent": {"driver": agent, "command": agent_command},
-        "labels": label or [],
-    }
-    optional = {"gates": gate or None, "max_iterations": max_iterations, "max_wall_clock_seconds": max_wall_clock,
-                "priority": priority, "profile": profile, "fairness_key": fairness_key,
-                "max_queue_seconds": max_queue_seconds}  # fmt: skip
-    body.update({key: value for key, value in optional.items() if value is not None})
+    """Submit a work order to the API: --file, then each --set, then the flags (the flags win)."""
+    from agentgate.commands.submit_request import SubmitFlags, SubmitRequestError, build_request, load_file
+
+    flags = SubmitFlags(
+        prompt=prompt, path=path, git_url=git_url, github=github, branch=branch, agent=agent,
+        agent_command=agent_command, model=model, gates=gate or [], max_iterations=max_iterations,
+        max_wall_clock=max_wall_clock, priority=priority, fairness_key=fairness_key,
+        max_queue_seconds=max_queue_seconds, max_tokens=max_tokens, max_cost=max_cost, profile=profile,
+        labels=label or [], strategy=strategy, delivery=delivery,
+    )  # fmt: skip
+    try:
+        body = build_request(load_file(file) if file is not None else None, assignments or [], flags)
+    except SubmitRequestError as exc:
+        _fail(EXIT_BAD_INPUT, str(exc))
+        return
+    if dry_run:
+        sys.stdout.write(json.dumps(body, indent=None if as_json else 2) + "\n")
+        return
     settings = _settings()
     with _client(settings) as client:
         try:
-            created = client.submit(body)
+            created = client.submit(body, idempotency_key=idempotency_key)
         except ApiRequestError as exc:
             _api_failure(exc)
             return
@@ -187,7 +213,8 @@ def submit(
             except ApiRequestError as exc:
                 _api_failure(exc)
         if not wait:
-            _emit(created, as_json, lambda d: f"submitted {d['id']} ({d['status']}{_queue_place(d.get('position'))})")
+            _emit(created, as_json, lambda d: f"{'submitted' if d.get('created', True) else 'already submitted'} "
+                  f"{d['id']} ({d['status']}{_queue_place(d.get('position'))})")  # fmt: skip
             return
         outcome = _wait(client, created["id"], quiet=as_json)
     _emit(_compact(outcome), as_json, lambda d: _describe(d, settings))

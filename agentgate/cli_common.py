@@ -15,6 +15,7 @@ from typing import Any
 import typer
 from pydantic import ValidationError
 from rich.console import Console
+from rich.markup import escape
 
 from agentgate.client import AgentGateClient, ApiRequestError
 from agentgate.config import ConfigError, Settings
@@ -40,7 +41,8 @@ def _settings() -> Settings:
 
 
 def _fail(code: int, message: str) -> None:
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    # Escaped: a message quoting the input (`--set labels=[a`) must print as given, not as rich markup.
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 

@@ -48,8 +48,10 @@ class AgentGateClient:
                 raise ApiRequestError(response.status_code, "http_error", response.text[:500]) from None
         return response.json() if response.content else None
 
-    def submit(self, work_order: dict[str, Any]) -> dict[str, Any]:
-        return self._call("POST", "/api/v1/work-orders", json=work_order)
+    def submit(self, work_order: dict[str, Any], idempotency_key: str | None = None) -> dict[str, Any]:
+        """`{id, status, created, position, links}`; the same `idempotency_key` returns the same work order."""
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        return self._call("POST", "/api/v1/work-orders", json=work_order, headers=headers)
 
     def get(self, work_order_id: str) -> dict[str, Any]:
         return self._call("GET", f"/api/v1/work-orders/{work_order_id}")

@@ -93,7 +93,11 @@ async def enqueue(
     op = start_operation(settings)
     try:
         return await asyncio.wait_for(
-            client.execute_update_with_start_workflow(AdmissionWorkflow.enqueue, req, start_workflow_operation=op),
+            # A stable update id: a retry after a timeout waits on the update already in flight instead of
+            # adding another one (Temporal limits the updates in flight per workflow).
+            client.execute_update_with_start_workflow(
+                AdmissionWorkflow.enqueue, req, start_workflow_operation=op, id=f"enqueue/{order.id}/{run_id}/1"
+            ),
             timeout,
         )
     finally:

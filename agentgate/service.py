@@ -29,7 +29,7 @@ from temporalio.common import (
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from agentgate import queue
+from agentgate import queue, queue_join
 from agentgate import search_attributes as sa
 from agentgate.artifacts import ArtifactStore
 from agentgate.config import Settings
@@ -106,23 +106,21 @@ async def start_work_order(
         return client.get_workflow_handle(order.id), False
 
 
-ENQUEUE_TIMEOUT = 5.0
-
-
 async def join_queue(
     client: Client, settings: Settings, order: WorkOrder, handle: WorkflowHandle, created: bool
 ) -> QueueStanding | None:
     """Right after the start: enqueue the run in the global queue and answer its standing (position).
 
     The run's own enqueue (its first activity) is the same idempotent request, so this one only
-    makes the position known at once; when it fails or no worker answers in time the run still
-    queues itself, and the position is simply not known yet (None).
+    makes the position known at once. A burst of submissions can exceed Temporal's limit of
+    updates in flight per workflow: agentgate/queue_join.py retries and falls back to reading the
+    standing, so the position is None only when no worker answers in time; the run still queues itself.
     """
     try:
         if not created:
             return await queue.standing(client, settings, order.id)
         run_id = handle.result_run_id or (await handle.describe()).run_id
-        return await queue.enqueue(client, settings, order, run_id, timeout=ENQUEUE_TIMEOUT)
+        return await queue_join.enqueue_or_standing(client, settings, order, run_id)
     except (
         TimeoutError,
         RPCError,
