@@ -52,7 +52,7 @@ class VerifyActivities:
     @traced_phase("verify")
     async def verify(self, inp: VerifyInput) -> VerificationSummary:
         ctx, n = inp.ctx, inp.iteration
-        order = self.deps.work_order(ctx, inp.work_order)
+        order = await self.deps.load_work_order(ctx, inp.work_order)
         store = self.deps.store
         ws = inp.workspace.path
         events = RunEventLog(store, ctx, iteration=n)
@@ -184,7 +184,9 @@ class VerifyActivities:
 
         fb = build_feedback(report, read_output)
         store.persist_json(ctx, f"feedback-{n}.json", fb)
-        ref = store.write_text(ctx, f"feedback-{n}.md", render_markdown(fb, FEEDBACK_MAX_CHARS))
+        # The next build reads it back: kept in a spill folder when the store cannot take it (counted).
+        ref = f"feedback-{n}.md"
+        store.keep_text(ctx, ref, render_markdown(fb, FEEDBACK_MAX_CHARS))
         summary = fb.summary if len(fb.summary) <= SUMMARY_CHARS else fb.summary[: SUMMARY_CHARS - 1] + "…"
         events.emit("phase_completed", phase="feedback", ref=ref, failures=len(fb.failures))
         return FeedbackResult(ref=ref, summary=summary)

@@ -101,13 +101,31 @@ class _Redactors:
         self._lock = threading.Lock()
         self._names: OrderedDict[str, tuple[int, tuple[str, ...]]] = OrderedDict()
         self._redactors: OrderedDict[tuple[str, ...], Redactor] = OrderedDict()
+        # Runs whose work-order.json could not be written to their folder (a full store): names kept here.
+        self._pinned: OrderedDict[str, tuple[str, ...]] = OrderedDict()
+
+    def pin(self, run_dir: Path, order_json: str) -> None:
+        try:
+            order = json.loads(order_json)
+            names = tuple(declared_secret_names(order if isinstance(order, dict) else {}))
+        except (ValueError, AttributeError, TypeError):
+            names = ()
+        with self._lock:
+            self._pinned[str(run_dir)] = names
+            self._pinned.move_to_end(str(run_dir))
+            while len(self._pinned) > 256:
+                self._pinned.popitem(last=False)
+
+    def pinned(self, run_dir: Path) -> tuple[str, ...] | None:
+        with self._lock:
+            return self._pinned.get(str(run_dir))
 
     def names(self, run_dir: Path) -> tuple[str, ...]:
         path = run_dir / WORK_ORDER_FILE
         try:
             mtime = path.stat().st_mtime_ns
         except OSError:
-            return ()
+            return self.pinned(run_dir) or ()
         key = str(path)
         with self._lock:
             cached = self._names.get(key)
@@ -148,7 +166,7 @@ def redactor_for_path(path: Path | str) -> Redactor:
     """The redactor for a file: its run folder's when it lies in one (`<run>/x` or `<run>/sub/x`), else the worker's."""
     path = Path(path)
     for folder in (path.parent, path.parent.parent):
-        if (folder / WORK_ORDER_FILE).exists():
+        if (folder / WORK_ORDER_FILE).exists() or _REDACTORS.pinned(folder) is not None:
             return _REDACTORS.for_dir(folder)
     return _REDACTORS.for_dir(None)
 
@@ -240,11 +258,18 @@ def open_artifact_stream(path: Path | str) -> ArtifactStream:
     return ArtifactStream(path)
 
 
+def default_spill_dirs() -> list[Path]:
+    """Where a file a later phase reads back goes when the store cannot take it: the system's temp folder."""
+    return [Path(tempfile.gettempdir()) / f"agentgate-spill-{os.getuid()}"]
+
+
 class ArtifactStore:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, spill_dirs: list[Path] | None = None) -> None:
         self.root = Path(root)
         self.persist_failures = 0
         self._append_lock = threading.Lock()
+        # Second homes (tried in order) for the few files the run reads back: see `keep_text`.
+        self.spill_dirs = list(spill_dirs) if spill_dirs is not None else default_spill_dirs()
 
     # -- redaction -----------------------------------------------------------------
     def redactor(self, ctx: RunContext | None = None) -> Redactor:
@@ -285,17 +310,52 @@ class ArtifactStore:
         target.parent.mkdir(parents=True, exist_ok=True)
         if not _VERBATIM_REF.match(ref):
             data = self.redact_bytes(ctx, data)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        _write_atomically(target, data)
         return ref
+
+    # -- files the run reads back ------------------------------------------------------
+    def spill_path(self, base: Path, ctx: RunContext, ref: str) -> Path:
+        self.path(ctx, ref)  # the same validation of the reference
+        return base / ctx.work_order_id / ctx.run_id / ref
+
+    def keep_text(self, ctx: RunContext, ref: str, text: str) -> Path | None:
+        """Write a file that a later phase or the agent reads back (work order, prompt, feedback).
+
+        Into the run folder when the store takes it; otherwise the failure is counted like any
+        other (`agentgate_persist_failures_total`) and the content goes to the first spill folder
+        that takes it (`spill_dirs`: the worker's AGENTGATE_HOME/spill, then the system's temp
+        folder), so the run goes on. Returns where the content is (`locate` finds it again), or
+        None when no place could take it.
+        """
+        try:
+            self.write_text(ctx, ref, text)
+            return self.path(ctx, ref)
+        except OSError as exc:
+            self.record_failure(ref, exc, ctx)
+        if ref == WORK_ORDER_FILE:  # its declared secrets must still be redacted from what the run writes
+            _REDACTORS.pin(self.run_dir(ctx), text)
+        data = text.encode("utf-8")
+        if not _VERBATIM_REF.match(ref):
+            data = self.redact_bytes(ctx, data)
+        for base in self.spill_dirs:
+            target = self.spill_path(base, ctx, ref)
+            try:
+                base.mkdir(parents=True, exist_ok=True, mode=0o700)  # the temp folder is shared: ours alone
+                target.parent.mkdir(parents=True, exist_ok=True)
+                _write_atomically(target, data)
+            except OSError as exc:
+                log.error("%s: cannot keep it in %s either: %s", ref, base, exc)
+                continue
+            log.warning("%s of run %s kept in %s: the artifact store cannot take it", ref, ctx.run_id, target)
+            return target
+        return None
+
+    def locate(self, ctx: RunContext, ref: str) -> Path | None:
+        """Where the content of `ref` is: the run folder, else a spill folder (`keep_text`); None when nowhere."""
+        for path in (self.path(ctx, ref), *(self.spill_path(base, ctx, ref) for base in self.spill_dirs)):
+            if path.is_file():
+                return path
+        return None
 
     def write_text(self, ctx: RunContext, ref: str, text: str) -> str:
         return self.write_bytes(ctx, ref, text.encode("utf-8"))
@@ -434,6 +494,19 @@ class ArtifactStore:
         return sorted(
             str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".")
         )
+
+
+def _write_atomically(target: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def _describe(ref: str, tail: bytes, total: int, excerpt_bytes: int) -> StoredOutput:

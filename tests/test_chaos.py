@@ -17,7 +17,6 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import uuid
 from pathlib import Path
 
@@ -33,11 +32,11 @@ from agentgate.temporal_client import connect
 from tests.conftest import free_port, running_api, running_worker
 from tests.test_faults import WAIT, cancel_and_kill_storm, settings_for, until
 from tests.test_workflow import make_order
+from tests.workers import WorkerProcess
 from workflows.admission import ADMITTED_SIGNAL, SlotGrant
 from workflows.work_order import WorkOrderWorkflow
 
 pytestmark = pytest.mark.chaos
-ROOT = Path(__file__).resolve().parents[1]
 
 
 # -- the Temporal server restarts mid-run ------------------------------------------------------------------
@@ -66,40 +65,6 @@ class OwnTemporal:
             self.proc.wait(timeout=30)
 
 
-def _worker_process(settings: Settings, log) -> subprocess.Popen:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTGATE_")}
-    env.update(
-        PYTHONPATH=str(ROOT),
-        AGENTGATE_HOME=str(settings.home),
-        AGENTGATE_TEMPORAL_ADDRESS=settings.temporal_address,
-        AGENTGATE_TASK_QUEUE=settings.task_queue,
-        AGENTGATE_HOST_ID=settings.host_id,
-        AGENTGATE_HEARTBEAT_SECONDS="1",
-        AGENTGATE_AGENT_GRACE_SECONDS="2",
-        AGENTGATE_METRICS_PORT=str(free_port()),
-        AGENTGATE_WORKER_GRACEFUL_SHUTDOWN_SECONDS="2",
-    )
-    return subprocess.Popen(
-        [sys.executable, "-m", "agentgate.cli", "worker"],
-        env=env,
-        cwd=ROOT,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        os.kill(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=30)
-
-
 SLOW_AGENT = 'echo "start $AGENTGATE_ITERATION"; sleep 3; echo "line $AGENTGATE_ITERATION" >> progress.txt'
 THREE_LINES = 'test "$(wc -l < progress.txt)" -ge 3'
 
@@ -125,12 +90,11 @@ async def test_the_run_completes_across_a_temporal_server_restart(tmp_path, samp
     settings = settings.model_copy(update={"temporal_address": f"127.0.0.1:{settings.temporal_port}"})
     settings.home_dir.mkdir(parents=True)
     server = OwnTemporal(settings, tmp_path / "temporal.log")
-    worker_log = open(tmp_path / "worker.log", "ab")  # noqa: SIM115 - closed in finally
-    worker: subprocess.Popen | None = None
+    worker = WorkerProcess(settings, tmp_path / "worker.log", start=False)
     try:
         await server.start()
         client = await _connect_when_up(settings)
-        worker = _worker_process(settings, worker_log)
+        worker.start()
         order = make_order(sample_repo, agent=SLOW_AGENT, gate=THREE_LINES, max_iterations=5)
         handle = await client.start_workflow(WorkOrderWorkflow.run, order, id=order.id, task_queue=settings.task_queue)
         run_dir = settings.runs_dir / order.id / handle.result_run_id
@@ -144,8 +108,8 @@ async def test_the_run_completes_across_a_temporal_server_restart(tmp_path, samp
         outcome = await asyncio.wait_for(
             client.get_workflow_handle_for(WorkOrderWorkflow.run, order.id).result(), timeout=WAIT * 2
         )
-        tail = (tmp_path / "worker.log").read_text(errors="replace")[-3000:]
-        assert worker.poll() is None, f"the worker died with the server:\n{tail}"
+        tail = worker.tail()
+        assert worker.running(), f"the worker died with the server:\n{tail}"
         assert outcome.result == "passed", (outcome.error, tail)
         assert outcome.iterations == 3 and outcome.run_id == handle.result_run_id
         # Nothing completed was lost or done twice: one commit per iteration on the delivered branch.
@@ -159,9 +123,7 @@ async def test_the_run_completes_across_a_temporal_server_restart(tmp_path, samp
         )
         assert progress.splitlines() == ["line 1", "line 2", "line 3"]
     finally:
-        if worker is not None:
-            _stop(worker)
-        worker_log.close()
+        worker.stop()
         server.kill()
 
 

@@ -7,10 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import signal
 import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -23,31 +20,13 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 
 from agentgate import checkpoints, service
 from agentgate.config import Settings
-from tests.conftest import free_port
 from tests.test_workflow import make_order
+from tests.workers import WorkerProcess
 from workflows.work_order import WorkOrderWorkflow
 
-ROOT = Path(__file__).resolve().parent.parent
 # A few seconds per iteration; "start N" is on stdout (and in agent-N.stdout.log) as soon as the build runs.
 SLOW_AGENT = 'echo "start $AGENTGATE_ITERATION"; sleep 4; echo "line $AGENTGATE_ITERATION" >> progress.txt; echo done'
 THREE_LINES = 'test "$(wc -l < progress.txt)" -ge 3'
-
-
-def _worker_env(dev_env, tmp: Path, host: str, task_queue: str, artifacts: Path) -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTGATE_")}
-    env.update(
-        AGENTGATE_TEMPORAL_ADDRESS=dev_env.client.service_client.config.target_host,
-        AGENTGATE_TEMPORAL_NAMESPACE=dev_env.client.namespace,
-        AGENTGATE_TASK_QUEUE=task_queue,
-        AGENTGATE_HOST_ID=host,
-        AGENTGATE_HOME=str(tmp / f"home-{host}"),  # its own disk: workspaces are not shared
-        AGENTGATE_ARTIFACT_DIR=str(artifacts),  # the shared volume: artifacts and checkpoints
-        AGENTGATE_HEARTBEAT_SECONDS="1",
-        AGENTGATE_AGENT_GRACE_SECONDS="2",
-        AGENTGATE_WORKER_GRACEFUL_SHUTDOWN_SECONDS="2",
-        AGENTGATE_METRICS_PORT=str(free_port()),
-    )
-    return env
 
 
 async def _polled(client, queue: str) -> bool:
@@ -75,34 +54,22 @@ def _git(repo: Path, *args: str) -> str:
     return subprocess.check_output(["git", "-C", str(repo), *args], text=True)
 
 
-def _start_worker(env: dict, log) -> subprocess.Popen:
-    """`agentgate worker` as its own OS process, as on a real host."""
-    return subprocess.Popen(
-        [sys.executable, "-m", "agentgate.cli", "worker"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
-    )
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is not None:
-        return
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=10)
-
-
 async def test_kill_9_of_the_workspace_host_moves_the_run_to_the_other_worker(dev_env, tmp_path, sample_repo):
     task_queue = f"agentgate-scale-{uuid.uuid4().hex[:8]}"
     artifacts = tmp_path / "artifacts"
     hosts = ("host-a", "host-b")
-    procs: dict[str, subprocess.Popen] = {}
-    logs = {}
+    procs: dict[str, WorkerProcess] = {}
     try:
         for host in hosts:
-            logs[host] = open(tmp_path / f"{host}.log", "wb")  # noqa: SIM115 - closed in finally
-            procs[host] = _start_worker(_worker_env(dev_env, tmp_path, host, task_queue, artifacts), logs[host])
+            settings = Settings(
+                home=tmp_path / f"home-{host}",  # its own disk: workspaces are not shared
+                artifact_dir=artifacts,  # the shared volume: artifacts and checkpoints
+                temporal_address=dev_env.client.service_client.config.target_host,
+                temporal_namespace=dev_env.client.namespace,
+                task_queue=task_queue,
+                host_id=host,
+            )
+            procs[host] = WorkerProcess(settings, tmp_path / f"{host}.log")
         for host in hosts:
             queue = f"{task_queue}.host.{host}"
             await _until(lambda q=queue: _polled(dev_env.client, q), 60, f"a poller on {queue}")
@@ -130,11 +97,10 @@ async def test_kill_9_of_the_workspace_host_moves_the_run_to_the_other_worker(de
         survivor = next(h for h in hosts if h != victim)
         assert status.workspace.task_queue == f"{task_queue}.host.{victim}"
         iteration_1 = status.history[0].snapshot.commit
-        os.kill(procs[victim].pid, signal.SIGKILL)
-        procs[victim].wait(timeout=10)
+        procs[victim].kill9()
 
         outcome = await asyncio.wait_for(handle.result(), timeout=180)
-        survivor_log = (tmp_path / f"{survivor}.log").read_text(errors="replace")[-3000:]
+        survivor_log = procs[survivor].tail()
         assert outcome.result == "passed", (outcome.error, outcome.warnings, survivor_log)
         assert outcome.iterations == 3
 
@@ -168,9 +134,7 @@ async def test_kill_9_of_the_workspace_host_moves_the_run_to_the_other_worker(de
         assert len(moved) == 1 and (moved[0]["from_host"], moved[0]["to_host"]) == (victim, survivor)
     finally:
         for proc in procs.values():
-            _stop(proc)
-        for fh in logs.values():
-            fh.close()
+            proc.stop()
 
 
 # -- in one process: each of a host's three queues can be served or not, to reach the other paths ----------

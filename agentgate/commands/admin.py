@@ -63,7 +63,7 @@ def doctor(
 
 def _doctor_text(data: dict[str, Any]) -> str:
     storage, temporal = data["storage"], data["temporal"]
-    lines = [f"artifact store {storage['root']}: {storage['scanned']} JSON files checked in {storage['seconds']:.2f} s"]
+    lines = [f"artifact store {storage['root']}: {storage['scanned']} files checked in {storage['seconds']:.2f} s"]
     if storage.get("skipped"):
         lines.append(f"  storage check skipped: {storage['skipped']}")
     if storage["too_large"]:

@@ -161,8 +161,9 @@ class JsonlSubscriber:
 
     The number is taken under an exclusive `flock` on the file, continuing from the file's
     last line, so activities of the same run in different worker processes (or retried
-    attempts) never reuse a number. The last number is cached with the file size this
-    process left behind: a file nobody else touched needs no re-read.
+    attempts) never reuse a number. The last number is cached with the file size and inode this
+    process left behind: a file nobody else touched (or rewrote: the storage check's repair of a
+    corrupt file) needs no re-read.
     """
 
     name = "events.jsonl"
@@ -171,7 +172,7 @@ class JsonlSubscriber:
     def __init__(self, store: ArtifactStore) -> None:
         self.store = store
         self._lock = threading.Lock()
-        self._cache: OrderedDict[str, tuple[int, int]] = OrderedDict()
+        self._cache: OrderedDict[str, tuple[int, int, int]] = OrderedDict()  # path: (size, last seq, inode)
 
     def __call__(self, event: ev.ProgressEvent) -> None:
         ctx = RunContext(work_order_id=event.work_order_id, run_id=event.run_id)
@@ -185,13 +186,31 @@ class JsonlSubscriber:
 
     def _append(self, path: Path, event: ev.ProgressEvent) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
+        with self._lock:
+            for _ in range(5):
+                if self._append_locked(path, event):
+                    return
+            raise OSError(f"{path} kept being replaced while an event was appended")
+
+    def _append_locked(self, path: Path, event: ev.ProgressEvent) -> bool:
+        """Append under the file's lock; False when the path was replaced meanwhile (try again on the new file).
+
+        The storage check rewrites a corrupt file atomically while holding this lock: a writer
+        that opened the old inode before the rename must not append to a file nobody reads.
+        """
         key = str(path)
-        with self._lock, open(path, "ab") as fh:
+        with open(path, "ab") as fh:
             fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
             try:
-                size = os.fstat(fh.fileno()).st_size
+                st = os.fstat(fh.fileno())
+                try:
+                    if os.stat(path).st_ino != st.st_ino:
+                        return False
+                except FileNotFoundError:
+                    return False
+                size = st.st_size
                 cached = self._cache.get(key)
-                if cached is not None and cached[0] == size:
+                if cached is not None and cached[0] == size and cached[2] == st.st_ino:
                     last = cached[1]
                 else:
                     last = last_sequence(path)
@@ -203,10 +222,11 @@ class JsonlSubscriber:
                 data = (event.to_json() + "\n").encode("utf-8")
                 fh.write(data)
                 fh.flush()
-                self._cache[key] = (size + len(data), event.seq)
+                self._cache[key] = (size + len(data), event.seq, st.st_ino)
                 self._cache.move_to_end(key)
                 while len(self._cache) > 512:
                     self._cache.popitem(last=False)
+                return True
             finally:
                 fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
