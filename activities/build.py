@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import shutil
 import time
 from pathlib import Path
 
@@ -127,7 +128,7 @@ class BuildActivities:
     @traced_phase("build")
     async def run_agent(self, inp: BuildInput) -> AgentSummary:
         ctx, n = inp.ctx, inp.iteration
-        order = self.deps.work_order(ctx, inp.work_order)
+        order = await self.deps.load_work_order(ctx, inp.work_order)
         store = self.deps.store
         events = RunEventLog(store, ctx, iteration=n)
         await _announce_start(ctx, n)
@@ -136,14 +137,13 @@ class BuildActivities:
         except UnknownDriverError as exc:
             raise app_error("unknown_driver", str(exc)) from exc
 
-        prompt_ref = store.write_text(ctx, f"prompt-{n}.md", order.task_prompt)
-        feedback_file = str(store.path(ctx, inp.feedback_ref)) if inp.feedback_ref else None
+        prompt_file, feedback_file = self._read_back_files(ctx, n, order.task_prompt, inp, events)
         request = AgentRequest(
             work_order=order,
             workspace=inp.workspace.path,
             iteration=n,
             prompt=order.task_prompt,
-            prompt_file=str(store.path(ctx, prompt_ref)),
+            prompt_file=prompt_file,
             feedback_file=feedback_file,
             session_id=inp.session_id,
         )
@@ -167,7 +167,7 @@ class BuildActivities:
                 progress.observe(ev)
                 events.emit(f"agent_{ev.kind}", **ev.model_dump(exclude_none=True, exclude={"kind"}))
 
-        wrapped = self._sandbox(order, inp.workspace.path, invocation, store.run_dir(ctx))
+        wrapped = self._sandbox(ctx, order, driver.name, inp.workspace.path, invocation)
         run_argv, run_env = (wrapped.argv, wrapped.env) if wrapped else (invocation.argv, invocation.env)
         events.emit("phase_started", phase="build", driver=driver.name,
                     sandbox=wrapped.description if wrapped else "none")  # fmt: skip
@@ -195,7 +195,10 @@ class BuildActivities:
             events.emit("phase_completed", phase="build", canceled=True, survivors=outcome.survivors)
             raise
         except OSError as exc:  # the CLI is missing or not executable: nothing ran, nothing to retry
-            store.write_text(ctx, stderr_ref, f"{invocation.argv[0]}: {exc}\n")
+            try:
+                store.write_text(ctx, stderr_ref, f"{invocation.argv[0]}: {exc}\n")
+            except OSError as write_exc:  # a full store: counted; the exit code below says what happened
+                store.record_failure(stderr_ref, write_exc, ctx)
             outcome.exit_code = 127 if isinstance(exc, FileNotFoundError) else 126
         finally:
             heartbeat.cancel()
@@ -206,7 +209,7 @@ class BuildActivities:
         parsed = parser.finish()
         result, found = self._record(ctx, n, driver.name, invocation.argv, parsed, stdout_ref, stderr_ref, outcome)
         if wrapped is not None:
-            result = self._apply_sandbox(ctx, n, order, result, sandbox_record, evidence)
+            result = self._apply_sandbox(ctx, n, wrapped.policy, result, sandbox_record, evidence)
         # What goes on to Temporal's history (messages, final text) is redacted like the files are.
         result = AgentResult.model_validate(store.redact_obj(ctx, result.model_dump(mode="json")))
         record_agent_run(driver.name, result)
@@ -247,22 +250,25 @@ class BuildActivities:
             stderr_ref=stderr_ref,
             error=result.error,
             final_message=(result.final_message or "")[-4000:] or None,
+            sandbox_provider=result.sandbox.get("provider"),
+            sandbox_network=result.sandbox.get("network"),
         )
 
-    def _sandbox(self, order, workspace: str, invocation, run_dir):
-        """Wrap the agent command in the work order's sandbox policy (None: a plain subprocess)."""
-        if order.sandbox is None:
-            return None
-        from agentgate.sandbox.base import SandboxUnavailable, resolve_secrets
+    def _sandbox(self, ctx, order, driver_name: str, workspace: str, invocation):
+        """Wrap the agent command in its sandbox: the work order's policy, else the worker's default
+        (sandboxed and offline, see agentgate/sandbox/agent_phase.py), with a private HOME for the CLI."""
+        from agentgate.sandbox.agent_phase import wrap_agent
+        from agentgate.sandbox.base import SandboxUnavailable
         from agentgate.sandbox.policy import SandboxConfigError
-        from agentgate.sandbox.providers import wrap_command
+        from agentgate.sandbox.session import session_home_path
 
-        policy = order.sandbox.for_phase("agent")
-        # The agent reads its prompt and feedback from the run folder: make it visible, read-only.
-        policy = policy.model_copy(update={"read_only_paths": [*policy.read_only_paths, str(run_dir)]})
+        settings = self.deps.settings
         try:
-            return wrap_command(invocation.argv, workspace=workspace, env=invocation.env, policy=policy,
-                                secrets=resolve_secrets(policy))  # fmt: skip
+            return wrap_agent(invocation.argv, driver=driver_name, workspace=workspace, env=invocation.env,
+                              order_policy=order.sandbox, run_dir=self.deps.store.run_dir(ctx),
+                              session_home=session_home_path(settings.workspaces_dir, ctx.work_order_id, ctx.run_id),
+                              default_provider=settings.sandbox_default_provider,
+                              options=order.agent.options)  # fmt: skip
         except (SandboxUnavailable, SandboxConfigError) as exc:
             raise app_error("invalid_input", f"sandbox: {exc}") from exc
 
@@ -275,12 +281,12 @@ class BuildActivities:
         finally:
             wrapped.cleanup()
 
-    def _apply_sandbox(self, ctx, n, order, result: AgentResult, record: dict, evidence: dict) -> AgentResult:
+    def _apply_sandbox(self, ctx, n, policy, result: AgentResult, record: dict, evidence: dict) -> AgentResult:
         """Record the sandbox in agent-N.json and classify a breached resource limit."""
         from agentgate.sandbox.limits import classify_exit
 
         result.sandbox = record
-        reason = classify_exit(result.exit_code, None, result.stderr_excerpt, order.sandbox, evidence)
+        reason = classify_exit(result.exit_code, None, result.stderr_excerpt, policy, evidence)
         if reason and not result.success:
             result.error = BuildError(type=ErrorType.RESOURCE_EXCEEDED, message=f"resource_exceeded: {reason}",
                                       phase="build", iteration=n, exit_code=result.exit_code,
@@ -288,6 +294,29 @@ class BuildActivities:
                                       files=[f"agent-{n}.json", result.stdout_ref, result.stderr_ref])  # fmt: skip
         self.deps.store.persist_json(ctx, f"agent-{n}.json", result)
         return result
+
+    def _read_back_files(self, ctx, n: int, prompt: str, inp: BuildInput, events) -> tuple[str, str | None]:
+        """The prompt file and the last feedback file the agent reads, wherever the store could keep them.
+
+        A full artifact store is counted and the files live in a spill folder instead
+        (`ArtifactStore.keep_text`); the agent gets a copy in its workspace's `.git/agentgate/`, which
+        every sandbox shows it (the run folder is mounted, a spill folder is not) and no snapshot
+        commits. Feedback that is nowhere (its phase ran on a host whose spill this one cannot see)
+        leaves the agent without it, announced; a prompt no place can take is a retryable error.
+        """
+        store, feedback_ref = self.deps.store, inp.feedback_ref
+        prompt_path = store.keep_text(ctx, f"prompt-{n}.md", prompt)
+        if prompt_path is None:
+            raise app_error(ErrorType.SYSTEM_ERROR, f"prompt-{n}.md could not be written to the artifact store "
+                            "or any spill folder (disk full?)", retryable=True)  # fmt: skip
+        feedback_path = store.locate(ctx, feedback_ref) if feedback_ref else None
+        if feedback_ref and feedback_path is None:
+            where = f"the artifact store or a spill folder on host {self.deps.settings.host_id}"
+            events.emit("feedback_unavailable", message=f"{feedback_ref} is not in {where}: the agent runs without it")
+        prompt_path = _visible_to_agent(store.run_dir(ctx), prompt_path, inp.workspace.path)
+        if feedback_path is not None:
+            feedback_path = _visible_to_agent(store.run_dir(ctx), feedback_path, inp.workspace.path)
+        return str(prompt_path), str(feedback_path) if feedback_path else None
 
     async def _heartbeat(self, progress: _Progress) -> None:
         while True:
@@ -335,6 +364,21 @@ class BuildActivities:
         )
         store.persist_json(ctx, f"agent-{n}.json", result)
         return result, found
+
+
+def _visible_to_agent(run_dir: Path, path: Path, workspace: str) -> Path:
+    """`path` when it is in the run folder; a spilled file is copied to `<workspace>/.git/agentgate/`."""
+    git_dir = Path(workspace) / ".git"
+    if path.parent == run_dir or not git_dir.is_dir():
+        return path
+    dest = git_dir / "agentgate" / path.name
+    try:
+        dest.parent.mkdir(exist_ok=True)
+        shutil.copyfile(path, dest)
+    except OSError as exc:
+        activity.logger.warning("cannot copy %s into the workspace's git folder: %s", path, exc)
+        return path
+    return dest
 
 
 def _read_tail(path: Path, limit: int = 64 * 1024) -> bytes:

@@ -47,12 +47,14 @@ class WorkspaceActivities:
         self.deps = deps
 
     @activity.defn(name="prepare_workspace")
+    @heartbeats
     @traced_phase("prepare")
     async def prepare_workspace(self, inp: PrepareInput) -> WorkspaceInfo:
         ctx, order = inp.ctx, inp.work_order
         events = RunEventLog(self.deps.store, ctx)
-        # Written strictly (an error retries the activity): later phases read the order from it.
-        self.deps.store.write_json(ctx, WORK_ORDER_REF, order)
+        # Later phases read the order back: a store that cannot take it is counted, and the order is
+        # kept in a spill folder instead (and is in any case this run's input in Temporal's history).
+        self.deps.store.keep_text(ctx, WORK_ORDER_REF, order.model_dump_json(indent=2) + "\n")
         events.emit("phase_started", phase="prepare")
         dest = self.deps.settings.workspaces_dir / ctx.work_order_id / ctx.run_id
         if dest.exists():  # a retried attempt: start clean

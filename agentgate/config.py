@@ -87,6 +87,11 @@ class Settings(BaseSettings):
 
     agent_grace_seconds: float = Field(default=10.0, ge=0, description="SIGTERM to SIGKILL grace period.")
     heartbeat_seconds: float = Field(default=5.0, gt=0)
+    sandbox_default_provider: Literal["auto", "bubblewrap", "none"] = Field(
+        default="auto",
+        description="Sandbox of agents whose work order and profile name none (docs/sandbox.md): auto = the "
+        "strongest available, bubblewrap = fail rather than run unconfined, none = trusted local use, unsandboxed.",
+    )
 
     @property
     def home_dir(self) -> Path:

@@ -6,6 +6,8 @@ apart when an execution is deleted or ages out of the namespace's retention, whe
 removes folders by hand, or when a purge was interrupted. The doctor reports:
 
 - `corrupt_json`      a JSON record that does not parse (fix: quarantine it, as start-up does);
+- `corrupt_events`    an events.jsonl with lines its readers cannot decode (fix: copy it to the quarantine
+                      and keep only its good lines in place, as start-up does);
 - `unreadable`        a file the check could not read (permissions): reported, never touched;
 - `orphan_artifacts`  a run folder with no Temporal execution (fix: delete the folder);
 - `orphan_workspace`  a workspace with no Temporal execution (fix: delete it);
@@ -47,6 +49,7 @@ from agentgate.checkpoints import CHECKPOINTS_DIR
 from agentgate.config import Settings
 from agentgate.models import WORK_ORDER_ID_PATTERN
 from agentgate.purge import delete_execution, remove_tree
+from agentgate.sandbox.session import SESSION_HOME_SUFFIX
 from agentgate.service import WORKFLOW_TYPE, _visibility_literal
 from agentgate.storage_check import StorageReport, check_settings_store
 from agentgate.temporal_client import connect
@@ -54,7 +57,13 @@ from agentgate.temporal_client import connect
 EXIT_CLEAN, EXIT_PROBLEMS, EXIT_UNREACHABLE = 0, 1, 3
 _ID = re.compile(WORK_ORDER_ID_PATTERN)
 Kind = Literal[
-    "corrupt_json", "unreadable", "orphan_artifacts", "orphan_workspace", "orphan_checkpoint", "orphan_execution"
+    "corrupt_json",
+    "corrupt_events",
+    "unreadable",
+    "orphan_artifacts",
+    "orphan_workspace",
+    "orphan_checkpoint",
+    "orphan_execution",
 ]
 # Executions that hand over to another run keep their artifacts under that chain: never "orphans".
 _NOT_ORPHANABLE = {WorkflowExecutionStatus.RUNNING, WorkflowExecutionStatus.CONTINUED_AS_NEW}
@@ -208,13 +217,17 @@ async def find_orphans(temporal: _Temporal, settings: Settings, retention: float
             if not runs and wo not in temporal.executions:
                 detail = "an empty folder of a work order Temporal does not know"
                 findings.append(Finding(kind, detail, str(base / wo), wo))
-            for run_id in runs:
+            for name in runs:
+                # A workspace's neighbour `<run>.home` is that run's private sandbox HOME (agentgate.sandbox.session).
+                home = kind == "orphan_workspace" and name.endswith(SESSION_HOME_SUFFIX)
+                run_id = name.removesuffix(SESSION_HOME_SUFFIX) if home else name
                 if not await temporal.run_exists(wo, run_id):
                     what = "artifact folder" if kind == "orphan_artifacts" else "workspace"
+                    what = "private sandbox HOME" if home else what
                     detail = f"{what} of a run with no Temporal execution"
                     if kind == "orphan_artifacts":
                         detail += _ended_note(base / wo / run_id, retention)
-                    findings.append(Finding(kind, detail, str(base / wo / run_id), wo, run_id))
+                    findings.append(Finding(kind, detail, str(base / wo / name), wo, run_id))
     repos = settings.runs_dir / CHECKPOINTS_DIR
     for repo in sorted(repos.glob("*.git")) if repos.is_dir() else []:
         wo = repo.name.removesuffix(".git")
@@ -263,7 +276,9 @@ def _storage_findings(report: StorageReport) -> list[Finding]:
     for item in report.corrupt:
         moved = item.quarantined_to is not None
         detail = item.reason + (f"; moved to {item.quarantined_to}" if moved else "")
-        out.append(Finding("corrupt_json", detail, str(Path(report.root) / item.path), fixed=moved))
+        kind: Kind = "corrupt_events" if item.path.endswith(".jsonl") else "corrupt_json"
+        detail = detail.replace("moved to", "copied to", 1) if kind == "corrupt_events" else detail
+        out.append(Finding(kind, detail, str(Path(report.root) / item.path), fixed=moved))
     for line in report.errors:
         out.append(Finding("unreadable", line))
     return out

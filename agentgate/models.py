@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from agentgate.delivery.models import DeliverySpec
-from agentgate.sandbox.policy import SandboxPolicy
+from agentgate.sandbox.policy import DELIVERY_ONLY_SECRETS, SandboxPolicy
 from agentgate.workspace_sources import ACCEPTED_FORMS, normalize_workspace_source
 from workflows.convergence import ConvergenceConfig
 
@@ -111,6 +111,18 @@ class AgentSpec(_Strict):
                 raise ValueError(f"command is not valid shell syntax: {exc}") from exc
         return self
 
+    @model_validator(mode="after")
+    def _no_delivery_token_for_the_agent(self) -> AgentSpec:
+        names = self.options.get("env_passthrough") or []
+        names = names.replace(",", " ").split() if isinstance(names, str) else names
+        leaked = [str(n) for n in names if str(n) in DELIVERY_ONLY_SECRETS] if isinstance(names, list) else []
+        if leaked:
+            raise ValueError(
+                f"options.env_passthrough names {', '.join(leaked)}, the delivery token: only the delivery phase "
+                "receives it; remove it (the agent never needs it to change code)"
+            )
+        return self
+
 
 class GateSpec(_Strict):
     """A verification gate: for now one command whose exit code decides."""
@@ -162,7 +174,8 @@ class WorkOrderRequest(_Strict):
     )
     sandbox: SandboxPolicy | None = Field(
         default=None,
-        description="Isolation of the agent phase (docs/sandbox.md); unset runs the agent as a plain subprocess.",
+        description="Isolation of the agent phase (docs/sandbox.md); unset: the worker's default, sandboxed and "
+        "offline (LLM CLIs reach only their provider's API).",
     )
     verify_timeout_seconds: float = Field(default=3600, gt=0, le=24 * 3600, description="Limit of one verify phase.")
     max_queue_seconds: float | None = Field(
@@ -335,6 +348,10 @@ class AgentSummary(_Strict):
     stdout_ref: str
     stderr_ref: str
     error: BuildError | None = None
+    sandbox_provider: str | None = Field(
+        default=None, description="The sandbox provider the agent ran in (bubblewrap, docker, none, ...)."
+    )
+    sandbox_network: str | None = Field(default=None, description="Its network policy in force: none, allowlist, full.")
 
 
 class SnapshotResult(_Strict):

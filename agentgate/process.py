@@ -196,16 +196,30 @@ async def run_streaming(
     stdout_path.touch()
     stderr_path.touch()
     started = time.monotonic()
-    proc = await asyncio.create_subprocess_exec(
-        *argv,
-        cwd=str(cwd),
-        env=child_env,
-        stdin=asyncio.subprocess.PIPE if stdin_data is not None else asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        start_new_session=True,
-        preexec_fn=_child_setup,
+    # A cancel that arrives while the process is being created must not lose the handle on it (it would
+    # run on, unstopped, next to the retried attempt): the spawn completes, then the cancel is honoured below.
+    spawn = asyncio.ensure_future(
+        asyncio.create_subprocess_exec(
+            *argv,
+            cwd=str(cwd),
+            env=child_env,
+            stdin=asyncio.subprocess.PIPE if stdin_data is not None else asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            start_new_session=True,
+            preexec_fn=_child_setup,
+        )
     )
+    canceled_while_starting = False
+    while True:
+        try:
+            proc = await asyncio.shield(spawn)
+            break
+        except asyncio.CancelledError:
+            if spawn.done():
+                proc = spawn.result()
+                break
+            canceled_while_starting = True
     pgid = proc.pid
     counter = {"stdout": 0, "stderr": 0}
     clock = [time.monotonic()]
@@ -214,11 +228,6 @@ async def run_streaming(
         _pump(proc.stdout, stdout_path, "stdout", on_line, counter, clock),
         _pump(proc.stderr, stderr_path, "stderr", on_line, counter, clock),
     )
-    if stdin_data is not None and proc.stdin is not None:
-        proc.stdin.write(stdin_data)
-        await proc.stdin.drain()
-        proc.stdin.close()
-
     if outcome is None:
         outcome = ProcessOutcome(exit_code=None, duration_ms=0)
     outcome.pid = proc.pid
@@ -231,6 +240,12 @@ async def run_streaming(
 
     waiter = asyncio.ensure_future(proc.wait())
     try:
+        if canceled_while_starting:
+            raise asyncio.CancelledError()
+        if stdin_data is not None and proc.stdin is not None:
+            proc.stdin.write(stdin_data)
+            await proc.stdin.drain()
+            proc.stdin.close()
         while not waiter.done():
             now = time.monotonic()
             waits = [1.0 if should_stop is None else 0.25]

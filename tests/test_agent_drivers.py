@@ -38,7 +38,24 @@ def order_for(repo: Path, driver: str, *, model: str | None = None, **options) -
         workspace_source={"type": "local", "path": str(repo)},
         agent={"driver": driver, "model": model, "options": options},
         gates=[GATE_COMMAND],
+        sandbox=log_sandbox(options.get("env_passthrough") or []),
     )
+
+
+def fake_log(tmp_path: Path) -> Path:
+    """Where a fake CLI logs its invocations (FAKE_AGENT_LOG): a folder of its own, see `log_sandbox`."""
+    folder = tmp_path / "fake-log"
+    folder.mkdir(exist_ok=True)
+    return folder / "invocations.jsonl"
+
+
+def log_sandbox(passthrough: list[str]) -> dict | None:
+    """The sandbox hides the worker's /tmp and keeps the host read-only: a fake that logs its invocations
+    gets the log's folder (and only that) writable. Otherwise the worker's default sandbox applies."""
+    log = os.environ.get("FAKE_AGENT_LOG")
+    if "FAKE_AGENT_LOG" not in passthrough or not log:
+        return None
+    return {"writable_paths": [str(Path(log).parent)]}
 
 
 def request_for(order: WorkOrder, workspace: Path, *, iteration=1, feedback: Path | None = None, session=None):
@@ -490,7 +507,7 @@ async def _run(env, settings, order):
 @pytest.mark.parametrize(("driver", "model"), [("claude-code", None), ("codex", "gpt-5-codex")])
 async def test_driver_end_to_end_passes_after_two_iterations(skip_env, settings, sample_repo, fake_path, tmp_path,
                                                              monkeypatch, driver, model):  # fmt: skip
-    log = tmp_path / "invocations.jsonl"
+    log = fake_log(tmp_path)
     monkeypatch.setenv("FAKE_AGENT_LOG", str(log))
     monkeypatch.setenv("SECRET_THAT_MUST_NOT_LEAK", "x")
     order = order_for(sample_repo, driver, model=model, env_passthrough=["FAKE_AGENT_LOG"])
@@ -537,7 +554,7 @@ async def test_auth_error_ends_failed_build_with_the_cli_message(
 
 async def test_rate_limit_is_retried_by_temporal_then_fails(skip_env, settings, sample_repo, fake_path, tmp_path,
                                                             monkeypatch):  # fmt: skip
-    log = tmp_path / "invocations.jsonl"
+    log = fake_log(tmp_path)
     monkeypatch.setenv("FAKE_AGENT_MODE", "rate_limit")
     monkeypatch.setenv("FAKE_AGENT_LOG", str(log))
     order = order_for(sample_repo, "codex", env_passthrough=["FAKE_AGENT_MODE", "FAKE_AGENT_LOG"])
@@ -549,7 +566,7 @@ async def test_rate_limit_is_retried_by_temporal_then_fails(skip_env, settings, 
 
 async def test_codex_without_network_is_stopped_retried_and_classified(skip_env, settings, sample_repo, fake_path,
                                                                        tmp_path, monkeypatch):  # fmt: skip
-    log = tmp_path / "invocations.jsonl"
+    log = fake_log(tmp_path)
     monkeypatch.setenv("FAKE_AGENT_MODE", "offline")
     monkeypatch.setenv("FAKE_AGENT_LOG", str(log))
     order = order_for(sample_repo, "codex", env_passthrough=["FAKE_AGENT_MODE", "FAKE_AGENT_LOG"], grace_seconds=2)
@@ -575,12 +592,15 @@ time.sleep(120)
 
 
 def _command_order(repo: Path, tmp_path: Path, **options) -> tuple[WorkOrder, Path]:
-    script, marker = tmp_path / "edit_then_wait.py", tmp_path / "edited"
+    files = tmp_path / "agent-files"  # outside the workspace: the sandbox must let the agent reach it
+    files.mkdir()
+    script, marker = files / "edit_then_wait.py", files / "edited"
     script.write_text(EDIT_THEN_WAIT)
     order = WorkOrder(
         id=new_work_order_id(), created_at=datetime.now(UTC), task_prompt=TASK_PROMPT, gates=[GATE_COMMAND],
         workspace_source={"type": "local", "path": str(repo)},
         agent={"driver": "command", "command": f"{sys.executable} {script} {marker}", "options": options},
+        sandbox={"writable_paths": [str(files)]},
     )  # fmt: skip
     return order, marker
 

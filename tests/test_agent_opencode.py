@@ -22,7 +22,7 @@ from agentgate.agents import get_driver
 from agentgate.artifacts import ArtifactStore
 from agentgate.models import ErrorType, RunContext, TokenUsage
 from agentgate.process import ProcessOutcome
-from tests.test_agent_drivers import _run, feed_all, order_for, request_for
+from tests.test_agent_drivers import _run, fake_log, feed_all, order_for, request_for
 
 FAKE_DIR = Path(__file__).parent / "fakes" / "opencode_cli"
 FAKE = FAKE_DIR / "opencode"
@@ -188,7 +188,7 @@ def fake_opencode(monkeypatch, tmp_path):
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-fake-for-tests")
     monkeypatch.setenv("SECRET_THAT_MUST_NOT_LEAK", "x")
-    log = tmp_path / "invocations.jsonl"
+    log = fake_log(tmp_path)
     monkeypatch.setenv("FAKE_AGENT_LOG", str(log))
     return log
 

@@ -152,3 +152,53 @@ def test_heartbeat_progress_has_turns_tokens_cost_and_last_tool():
     assert details["turns"] == 3 and details["tokens"] == 116 and details["cost_usd"] == 0.25
     assert details["last_tool"] == "Bash" and details["tool_calls"] == 1
     assert details["tokens_by_kind"] == {"input": 10, "output": 6, "cache_creation": 0, "cache_read": 100}
+
+
+
+
+async def test_a_cancel_while_the_prompt_is_still_being_written_stops_the_agent(tmp_path):
+    """Temporal can cancel a build at any await. One of them is the write of the prompt to the agent's
+    stdin, which blocks while the agent has not read it yet: the agent must still be stopped, not left
+    running next to the retried attempt."""
+    pid_file = tmp_path / "pid"
+    task = asyncio.create_task(
+        run_streaming(
+            ["/bin/sh", "-c", f"echo $$ > {pid_file}; exec sleep 60"],  # never reads its stdin
+            cwd=tmp_path,
+            env={"PATH": os.environ["PATH"]},
+            stdout_path=tmp_path / "out",
+            stderr_path=tmp_path / "err",
+            grace_seconds=GRACE,
+            stdin_data=b"x" * (4 * 1024 * 1024),  # far more than a pipe holds: the write blocks
+        )
+    )
+    deadline = time.monotonic() + 15
+    while not (pid_file.exists() and pid_file.read_text().strip()):
+        assert time.monotonic() < deadline, "the agent did not start"
+        await asyncio.sleep(0.05)
+    pid = int(pid_file.read_text())
+    task.cancel()
+    try:
+        await task
+    except asyncio.CancelledError:
+        pass
+    assert not alive(pid), f"the agent {pid} outlived the cancel"
+    assert not _marked_children(), _marked_children()
+
+
+def _marked_children() -> list[int]:
+    """Live children of this test process carrying a run_streaming tree marker."""
+    from agentgate.process import TOKEN_VAR
+
+    me, found = os.getpid(), []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            ppid = int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1])
+            env = Path(f"/proc/{entry}/environ").read_bytes()
+        except (OSError, ValueError, IndexError):
+            continue
+        if ppid == me and f"{TOKEN_VAR}=".encode() in env and alive(int(entry)):
+            found.append(int(entry))
+    return found

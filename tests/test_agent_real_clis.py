@@ -29,6 +29,7 @@ from agentgate.agents.base import AgentRequest
 from agentgate.ids import new_work_order_id
 from agentgate.models import ErrorType, WorkOrder
 from agentgate.process import run_streaming
+from agentgate.sandbox.agent_phase import wrap_agent
 
 BIN = Path(__file__).resolve().parent.parent / ".agent-clis" / "node_modules" / ".bin"
 CLAUDE, CODEX, OPENCODE = BIN / "claude", BIN / "codex", BIN / "opencode"
@@ -47,6 +48,7 @@ def _order(repo: Path, driver: str, **options) -> WorkOrder:
         created_at=datetime.now(UTC),
         task_prompt="Say hello.",
         workspace_source={"type": "local", "path": str(repo)},
+        sandbox=options.pop("sandbox", None),
         agent={"driver": driver, "model": options.pop("model", None), "options": options},
         gates=["true"],
     )
@@ -104,15 +106,24 @@ def _isolated_env(monkeypatch, tmp_path: Path) -> None:
 
 
 async def _run_cli(driver_name: str, order: WorkOrder, repo: Path, tmp_path: Path, timeout: float = 60, **kw):
-    """The driver's invocation under run_streaming, as the build activity runs it (parser, stop_reason)."""
+    """The driver's invocation under run_streaming, as the build activity runs it (parser, stop_reason), inside
+    the worker's default sandbox: offline but for the provider's API and the configured (stub) base URL, with a
+    private HOME per run (kept across the iterations of one run, as the build activity keeps it)."""
     driver = get_driver(driver_name)
     inv = driver.build_invocation(_request(order, repo, **kw))
     parser = driver.new_parser()
-    outcome = await run_streaming(
-        inv.argv, cwd=repo, env=inv.env, stdout_path=tmp_path / "out.log", stderr_path=tmp_path / "err.log",
-        on_line=parser.feed, timeout_seconds=timeout, idle_timeout_seconds=45, grace_seconds=2, stdin_data=inv.stdin,
-        should_stop=parser.stop_reason,
-    )  # fmt: skip
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    wrapped = wrap_agent(inv.argv, driver=driver_name, workspace=repo, env=inv.env, order_policy=order.sandbox,
+                         run_dir=repo.parent, session_home=repo.parent / "session-home",
+                         options=order.agent.options)  # fmt: skip
+    try:
+        outcome = await run_streaming(
+            wrapped.argv, cwd=repo, env=wrapped.env, stdout_path=tmp_path / "out.log",
+            stderr_path=tmp_path / "err.log", on_line=parser.feed, timeout_seconds=timeout, idle_timeout_seconds=45,
+            grace_seconds=2, stdin_data=inv.stdin, should_stop=parser.stop_reason,
+        )  # fmt: skip
+    finally:
+        wrapped.cleanup()
     parsed = parser.finish()
     return outcome, parsed, classify_outcome(outcome, parsed, 1, (tmp_path / "err.log").read_text())
 
@@ -224,10 +235,11 @@ def _codex_isolated(monkeypatch, tmp_path: Path) -> None:
 
 @pytest.mark.skipif(not CODEX.exists(), reason="codex CLI not installed")
 async def test_codex_without_credentials_and_network_is_stopped_and_classified(sample_repo, tmp_path, monkeypatch):
-    """No key and no reachable API: codex would print "waiting for network" forever; the driver stops it."""
+    """No key and no network (sandbox network `none`: not even the proxy, whose 502 codex would give up on):
+    codex would print "waiting for network" forever; the driver stops it."""
     _codex_isolated(monkeypatch, tmp_path)
     base = f"http://127.0.0.1:{_closed_port()}/v1"  # as unreachable as api.openai.com is from here, on any machine
-    order = _order(sample_repo, "codex", config={"openai_base_url": base})
+    order = _order(sample_repo, "codex", config={"openai_base_url": base}, sandbox={"network": "none"})
     outcome, parsed, (error, found) = await _run_cli("codex", order, sample_repo, tmp_path, timeout=150)
     out = (tmp_path / "out.log").read_text()
     assert outcome.stopped and not outcome.timed_out, out[-2000:]

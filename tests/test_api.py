@@ -7,6 +7,9 @@ import asyncio
 from agentgate.demo.sample_repo import GATE_COMMAND, TASK_PROMPT
 from tests.conftest import DEMO_AGENT, running_api, running_worker
 
+# The agent writes its host PID to a host file: a plain subprocess (trusted local use), not the default sandbox.
+HOST_PIDS = {"provider": "none", "network": "full"}
+
 
 def _body(repo, **overrides):
     body = {
@@ -62,8 +65,8 @@ async def test_cancel_running_order_stops_the_agent(dev_env, settings, sample_re
     pid_file = tmp_path / "agent.pid"
     agent = f"echo $$ > {pid_file}; sleep 300"
     async with running_worker(dev_env, settings), running_api(dev_env, settings) as http:
-        wo_id = (await http.post("/api/v1/work-orders", json=_body(sample_repo, agent={"driver": "command",
-                                                                                       "command": agent}))).json()["id"]
+        body = _body(sample_repo, agent={"driver": "command", "command": agent}, sandbox=HOST_PIDS)
+        wo_id = (await http.post("/api/v1/work-orders", json=body)).json()["id"]
         for _ in range(200):
             if pid_file.exists() and pid_file.read_text().strip():
                 break
@@ -135,7 +138,7 @@ async def test_kill_terminates_and_leaves_no_process(dev_env, settings, sample_r
     pid_file = tmp_path / "agent.pid"
     agent = f"sleep 1000 & echo $! > {pid_file}; wait"
     async with running_worker(dev_env, settings), running_api(dev_env, settings) as http:
-        body = _body(sample_repo, agent={"driver": "command", "command": agent})
+        body = _body(sample_repo, agent={"driver": "command", "command": agent}, sandbox=HOST_PIDS)
         wo_id = (await http.post("/api/v1/work-orders", json=body)).json()["id"]
         for _ in range(200):
             if pid_file.exists() and pid_file.read_text().strip():

@@ -440,8 +440,10 @@ async def test_queue_panel_positions_and_capacity_from_the_queue(dev_env, settin
     requests: list[str] = []
 
     def held(priority: int, *labels: str) -> dict:
+        # The agents meet the test in host files: a plain subprocess, not the default sandbox.
         return _body(sample_repo, agent={"driver": "command", "command": agents.command}, gates=["true"],
-                     max_iterations=1, priority=priority, labels=["dash-queue", *labels])  # fmt: skip
+                     max_iterations=1, priority=priority, labels=["dash-queue", *labels],
+                     sandbox={"provider": "none", "network": "full"})  # fmt: skip
 
     async with running_worker(dev_env, settings), api_server(dev_env, settings) as http:
         holder = (await http.post("/api/v1/work-orders", json=held(3))).json()["id"]

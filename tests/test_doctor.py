@@ -101,6 +101,8 @@ async def test_doctor_reports_then_fixes_every_kind_of_orphan(dev_env, settings,
     ghost_workspace.mkdir(parents=True)
     (ghost_workspace / "mathlib.py").write_text("x = 1\n")
     os.chmod(ghost_workspace, 0o555)  # read-only, as git objects and some agents leave things
+    ghost_home = ghost_workspace.parent / f"{FAKE_RUN}.home"  # its run's private sandbox HOME
+    (ghost_home / ".claude").mkdir(parents=True)
     ghost_checkpoints = checkpoint_repository(settings.runs_dir, new_work_order_id())
     ghost_checkpoints.mkdir(parents=True)
     (ghost_checkpoints / "HEAD").write_text("ref: refs/heads/main\n")
@@ -125,6 +127,7 @@ async def test_doctor_reports_then_fixes_every_kind_of_orphan(dev_env, settings,
                 ("orphan_execution", lost.id),
                 ("orphan_artifacts", ghost_artifacts.parent.name),
                 ("orphan_workspace", ghost_workspace.parent.name),
+                ("orphan_workspace", ghost_workspace.parent.name),
                 ("orphan_checkpoint", ghost_checkpoints.name.removesuffix(".git")),
             ]
         ), report.findings
@@ -134,12 +137,14 @@ async def test_doctor_reports_then_fixes_every_kind_of_orphan(dev_env, settings,
         [ghost] = [f for f in report.findings if f.kind == "orphan_artifacts"]
         assert "run.json: succeeded, ended 2020-01-01" in ghost.detail and "aged out of the retention" in ghost.detail
         assert ghost_artifacts.exists() and ghost_workspace.exists() and (good_run / "iteration-1.json").exists()
+        [home] = [f for f in report.findings if f.path == str(ghost_home)]
+        assert home.run_id == FAKE_RUN and "private sandbox HOME" in home.detail
 
         # The CLI says the same, as JSON, with exit code 1.
         cli = _cli(settings, "doctor", "--json", cwd=tmp_path)
         assert cli.returncode == EXIT_PROBLEMS, cli.stderr
         data = json.loads(cli.stdout)
-        assert data["problems"] == 5 and data["exit_code"] == EXIT_PROBLEMS
+        assert data["problems"] == 6 and data["exit_code"] == EXIT_PROBLEMS
 
         fixed = await run_doctor(settings, client=client, fix=True)
         assert all(f.fixed for f in fixed.findings), fixed.findings

@@ -154,6 +154,8 @@ def settings_for(dev_env, tmp_path: Path, **overrides) -> Settings:
         "host_id": f"host-{uuid.uuid4().hex[:6]}",
         "agent_grace_seconds": 2,
         "heartbeat_seconds": 1,
+        # Trusted local use: these agents report host PIDs through host files, which a sandbox hides.
+        "sandbox_default_provider": "none",
     }
     return Settings(**(values | overrides))
 
@@ -221,6 +223,60 @@ async def test_a_full_disk_does_not_stop_the_run_and_is_counted(dev_env, tmp_pat
     assert failed >= 1 and len(logged) >= 1, (failed, [r.getMessage() for r in caplog.records])
     assert any("No space left on device" in r.getMessage() for r in logged)
     assert all(getattr(r, "run_id", None) in (outcome.run_id, None) for r in logged)
+
+
+def fill(mount: Path) -> None:
+    """Write a filler file until the device answers ENOSPC: nothing more fits from here on."""
+    with contextlib.suppress(OSError), open(mount / "filler", "wb") as fh:  # closing fails too: its buffer is full
+        while True:
+            fh.write(b"\0" * 4096)
+            fh.flush()
+    with pytest.raises(OSError, match="No space left"):
+        with open(mount / "probe", "wb") as fh:
+            fh.write(b"x" * 8192)
+            fh.flush()
+
+
+# Copies what it is given to read back into the workspace, so the test sees what the agent saw; finishes the
+# work only once it has read feedback (iteration 2), so the run passes only if the feedback reached it.
+READ_BACK_AGENT = (
+    'cat "$AGENTGATE_PROMPT_FILE" > "prompt-seen-$AGENTGATE_ITERATION.txt"; '
+    'if [ -n "$AGENTGATE_FEEDBACK_FILE" ]; then cp "$AGENTGATE_FEEDBACK_FILE" feedback-seen.md; echo ok > done.txt; fi'
+)
+
+
+async def test_a_store_full_before_the_run_still_passes_with_prompt_and_feedback(
+    dev_env, tmp_path, full_disk, sample_repo, caplog
+):
+    """Full before the first byte: work-order.json, prompt-N.md and feedback-N.md, which later phases and the
+    agent read back, go to the spill folder; each failed write is counted; the run needs two iterations."""
+    fill(full_disk)
+    settings = settings_for(dev_env, tmp_path, artifact_dir=full_disk)
+    order = make_order(sample_repo, agent=READ_BACK_AGENT, gate="test -f done.txt", max_iterations=2)
+    before = metrics.PERSIST_FAILURES._value.get()
+    caplog.set_level(logging.WARNING, logger="agentgate.artifacts")
+    async with running_worker(dev_env, settings):
+        outcome = await asyncio.wait_for(
+            dev_env.client.execute_workflow(WorkOrderWorkflow.run, order, id=order.id, task_queue=settings.task_queue),
+            timeout=WAIT,
+        )
+    assert outcome.result == "passed" and outcome.iterations == 2, (outcome.error, outcome.warnings)
+    branch = f"agentgate/{order.id}"
+
+    def shown(name: str) -> str:
+        return subprocess.check_output(["git", "-C", str(sample_repo), "show", f"{branch}:{name}"], text=True)
+
+    # The agent read its prompt in both iterations and iteration 1's feedback (naming the failed gate) in the 2nd.
+    assert shown("prompt-seen-1.txt") == shown("prompt-seen-2.txt") == order.task_prompt
+    assert "test -f done.txt" in shown("feedback-seen.md")
+    # Nothing of that reached the full store; all of it is in this worker's spill folder, and every miss was counted.
+    spill = settings.home_dir / "spill" / order.id / outcome.run_id
+    assert sorted(p.name for p in spill.iterdir()) == ["feedback-1.md", "prompt-1.md", "prompt-2.md", "work-order.json"]
+    assert json.loads((spill / "work-order.json").read_text())["id"] == order.id
+    failed_refs = {getattr(r, "ref", None) for r in caplog.records if "artifact write failed" in r.getMessage()}
+    assert {"work-order.json", "prompt-1.md", "prompt-2.md", "feedback-1.md"} <= failed_refs
+    assert metrics.PERSIST_FAILURES._value.get() - before >= len(failed_refs)
+    assert not (full_disk / order.id / outcome.run_id / "work-order.json").exists()
 
 
 # -- an API restart under a live SSE client ----------------------------------------------------------------
@@ -360,15 +416,28 @@ async def test_corrupt_run_json_is_quarantined_and_everything_else_stays_readabl
         middle = len(raw_b) // 2
         garbled_seq = json.loads(raw_b[middle])["seq"]
         raw_b[middle] = b"\x00\xff{not json"
-        store.path(ctx_b, "events.jsonl").write_bytes(b"\n".join(raw_b) + b'{"seq": 999, "type": "run_')
+        damaged_b = b"\n".join(raw_b) + b'{"seq": 999, "type": "run_'
+        store.path(ctx_b, "events.jsonl").write_bytes(damaged_b)
+        quarantine = settings.runs_dir / QUARANTINE_DIR
 
-        # The API's start-up storage check quarantines the record; the service starts and answers meanwhile.
+        def copies(name: str) -> list[Path]:
+            return [p for p in quarantine.rglob(f"{name}.*") if p.suffix != ".reason"] if quarantine.is_dir() else []
+
+        # The API's start-up storage check quarantines the record and B's log; the service answers meanwhile.
         async with running_api(dev_env, settings) as http:
             await until(lambda: not store.path(ctx_a, "run.json").exists(), "run.json of A quarantined")
-            [moved] = [p for p in (settings.runs_dir / QUARANTINE_DIR).rglob("run.json.*") if not p.suffix == ".reason"]
+            [moved] = copies("run.json")
             assert moved.read_text() == '{"status": "succ'
             reason = Path(f"{moved}.reason").read_text()
             assert "not valid JSON" in reason and f"{a.id}/{out_a.run_id}/run.json" in reason
+
+            # B's events.jsonl: the file as found is in the quarantine, with the bad lines and why.
+            [copied] = await until(lambda: copies("events.jsonl"), "B's events.jsonl copied to the quarantine")
+            assert copied.read_bytes() == damaged_b and copied.parent == quarantine / b.id / out_b.run_id
+            reason = Path(f"{copied}.reason").read_text()
+            assert f"line {middle + 1} (byte " in reason and f"line {len(raw_b)} (byte " in reason
+            assert "not UTF-8" in reason and "no newline at the end" not in reason  # the torn tail is not JSON
+            assert "the api start-up storage check" in reason
 
             # Everything else of A: its status (Temporal), its event stream, every other file.
             status = (await http.get(f"/api/v1/work-orders/{a.id}")).json()
@@ -384,19 +453,29 @@ async def test_corrupt_run_json_is_quarantined_and_everything_else_stays_readabl
             for item in listing:
                 assert (await http.get(item["url"])).status_code == 200, item
 
-            # B: every event but the garbled one and the torn tail, in order; its records untouched.
+            # B's live file now holds only decodable lines: every event but the garbled one, in order, seq
+            # unchanged, then the line that keeps the torn tail's number used (its 999 is implausible: dropped).
+            last = events_b[-1].seq
+            recorded = read_events(store.path(ctx_b, "events.jsonl"))
+            assert [e.seq for e in recorded] == [e.seq for e in events_b if e.seq != garbled_seq] + [last + 1]
+            assert recorded[-1].type == "events_quarantined"
             replay = await http.get(f"/api/v1/work-orders/{b.id}/events", params={"follow": "false"})
             frames = SseFrames()
             for line in replay.text.split("\n"):
                 frames.feed_line(line)
-            assert [f[0] for f in frames.frames] == [e.seq for e in events_b if e.seq != garbled_seq]
+            assert [f[0] for f in frames.frames] == [e.seq for e in recorded]
+            # A client resuming from before the garbled line gets the rest once, up to the terminal event.
+            resumed = SseFrames()
+            resumed.frames.append((garbled_seq - 1, "resume point", {}))
+            assert await follow_sse(str(http.base_url.join(f"/api/v1/work-orders/{b.id}/events")), resumed)
+            assert [f[0] for f in resumed.frames[1:]] == [e.seq for e in events_b if e.seq >= garbled_seq + 1]
             assert (
                 json.loads((await http.get(f"/api/v1/work-orders/{b.id}/artifacts/run.json")).text)["result"]
                 == "passed"
             )
-    # A second check finds nothing new: the quarantine folder is not re-judged, B's events.jsonl is not a record.
+    # A second check finds nothing new: the quarantine folder is not re-judged, B's events.jsonl is clean now.
     again = validate_store(settings.runs_dir, fix=True)
-    assert not again.corrupt and again.in_quarantine == 1
+    assert not again.corrupt and again.in_quarantine == 2
 
 
 # -- cancel and kill storms (small here; 50 orders in tests/test_chaos.py) --------------------------------

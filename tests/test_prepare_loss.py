@@ -19,7 +19,8 @@ from agentgate import service
 from agentgate.demo.sample_repo import create_sample_repo
 from agentgate.ids import new_work_order_id
 from agentgate.models import WorkOrder
-from tests.test_worker_loss import WorkerProcess, _settings, _until, workers  # noqa: F401 - `workers` is a fixture
+from tests.test_worker_loss import _settings, _until
+from tests.workers import WorkerProcess
 
 STALLING_SSH = textwrap.dedent(
     """
@@ -37,19 +38,14 @@ STALLING_SSH = textwrap.dedent(
 )
 
 
-async def test_kill_9_during_prepare_the_clone_is_retried_on_another_worker(
-    dev_env,
-    tmp_path,
-    workers,
-    monkeypatch,  # noqa: F811
-):
+async def test_kill_9_during_prepare_the_clone_is_retried_on_another_worker(dev_env, tmp_path):
     settings = _settings(dev_env, tmp_path)
     repo = create_sample_repo(tmp_path / "repo")
     state = tmp_path / "ssh"
     state.mkdir()
     script = tmp_path / "stalling_ssh.py"
     script.write_text(STALLING_SSH)
-    monkeypatch.setenv("GIT_SSH_COMMAND", f"{sys.executable} {script} {state}")  # inherited by the workers
+    ssh = {"GIT_SSH_COMMAND": f"{sys.executable} {script} {state}"}
 
     order = WorkOrder(
         id=new_work_order_id(),
@@ -61,21 +57,22 @@ async def test_kill_9_during_prepare_the_clone_is_retried_on_another_worker(
         max_iterations=1,
         max_wall_clock_seconds=600,
     )
-    first = WorkerProcess(settings, tmp_path / "worker-1.log")
-    workers.append(first)
-    handle, _ = await service.start_work_order(dev_env.client, settings, order)
-    await _until(lambda: (state / "connection-1").exists(), 90, "the first clone connected (and hangs)")
-    stalled = int((state / "connection-1").read_text())
+    workers = [WorkerProcess(settings, tmp_path / "worker-1.log", **ssh)]
+    try:
+        handle, _ = await service.start_work_order(dev_env.client, settings, order)
+        await _until(lambda: (state / "connection-1").exists(), 90, "the first clone connected (and hangs)")
+        stalled = int((state / "connection-1").read_text())
 
-    first.kill9()
-    os.kill(stalled, signal.SIGKILL)  # our own stalled "ssh", by PID: it would otherwise outlive the test
-    second = WorkerProcess(settings, tmp_path / "worker-2.log")
-    workers.append(second)
+        workers[0].kill9()
+        os.kill(stalled, signal.SIGKILL)  # our own stalled "ssh", by PID: it would otherwise outlive the test
+        workers.append(WorkerProcess(settings, tmp_path / "worker-2.log", **ssh))
 
-    outcome = await asyncio.wait_for(handle.result(), timeout=180)
-    assert outcome.result == "passed", (outcome.error, (tmp_path / "worker-2.log").read_text()[-3000:])
-    assert len(list(state.glob("connection-*"))) == 2  # the clone ran once more, on the second worker
-    workspace = settings.workspaces_dir / order.id / outcome.run_id
-    assert (workspace / "done.txt").read_text().strip() == "done"
-    assert (workspace / "mathlib.py").exists()  # the sample repository's content: the clone is complete
-    second.stop()
+        outcome = await asyncio.wait_for(handle.result(), timeout=180)
+        assert outcome.result == "passed", (outcome.error, (tmp_path / "worker-2.log").read_text()[-3000:])
+        assert len(list(state.glob("connection-*"))) == 2  # the clone ran once more, on the second worker
+        workspace = settings.workspaces_dir / order.id / outcome.run_id
+        assert (workspace / "done.txt").read_text().strip() == "done"
+        assert (workspace / "mathlib.py").exists()  # the sample repository's content: the clone is complete
+    finally:
+        for worker in workers:
+            worker.stop()

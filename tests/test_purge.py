@@ -87,7 +87,8 @@ async def test_purge_dry_run_then_for_real_then_force(dev_env, settings, tmp_pat
         first = await handle.result()
         second = await (await service.rerun_work_order(client, settings, done.id)).result()
         assert first.result == second.result == "passed" and first.run_id != second.run_id
-        busy = make_order(repo, agent=f"echo $$ > {pid_file}; exec sleep 120", gate="true")
+        trusted = {"provider": "none", "network": "full"}  # a host PID in a host file: no sandbox
+        busy = make_order(repo, agent=f"echo $$ > {pid_file}; exec sleep 120", gate="true", sandbox=trusted)
         busy_handle, _ = await service.start_work_order(client, settings, busy)
 
         async def agent_running() -> bool:

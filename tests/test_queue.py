@@ -51,6 +51,7 @@ def queue_settings(tmp_path: Path, **overrides) -> Settings:
         "heartbeat_seconds": 1,
         "capacity": 1,
         "max_concurrent_agents": 4,  # the per-host guard is wider: the global capacity is what limits
+        "sandbox_default_provider": "none",  # trusted local use: agents meet the test in host files (Agents)
     }
     return Settings(**(values | overrides))
 

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
-import subprocess
 import sys
 import textwrap
 import uuid
@@ -29,9 +27,8 @@ from agentgate.ids import new_work_order_id
 from agentgate.models import WorkOrder
 from agentgate.process import OWNER_VAR
 from agentgate.reaper import _start_time, find_orphans
-from tests.conftest import free_port
+from tests.workers import WorkerProcess
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 HEARTBEAT_TIMEOUT = 4
 
 AGENT = textwrap.dedent(
@@ -49,53 +46,6 @@ AGENT = textwrap.dedent(
     """
 )
 GATE = "python3 -c \"import pathlib, sys; sys.exit(0 if pathlib.Path('done.txt').exists() else 1)\""
-
-
-class WorkerProcess:
-    """`agentgate worker` as its own process; stopped by PID only."""
-
-    def __init__(self, settings: Settings, log: Path) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTGATE_")}
-        env.update(
-            PYTHONPATH=str(REPO_ROOT),
-            AGENTGATE_HOME=str(settings.home),
-            AGENTGATE_TEMPORAL_ADDRESS=settings.temporal_address,
-            AGENTGATE_TASK_QUEUE=settings.task_queue,
-            AGENTGATE_HOST_ID=settings.host_id,
-            AGENTGATE_HEARTBEAT_SECONDS="1",
-            AGENTGATE_AGENT_GRACE_SECONDS="2",
-            AGENTGATE_METRICS_PORT=str(free_port()),
-            AGENTGATE_WORKER_GRACEFUL_SHUTDOWN_SECONDS="2",
-        )
-        self._log = open(log, "ab")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "agentgate.cli", "worker"],
-            env=env,
-            cwd=log.parent,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def kill9(self) -> None:
-        os.kill(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(timeout=30)
-        self._log.close()
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.kill(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=30)
-        self._log.close()
 
 
 def _gone(pid: int, start: str | None) -> bool:
@@ -155,6 +105,7 @@ def _order(repo: Path, state: Path, mode: str) -> WorkOrder:
         gates=[GATE],
         max_iterations=1,
         max_wall_clock_seconds=600,
+        sandbox={"provider": "none", "network": "full"},  # host PIDs in host files: trusted local use
     )
 
 

@@ -282,7 +282,8 @@ def alive(pid: int) -> bool:
 async def test_cancel_ends_the_run_canceled_and_kills_the_whole_agent_tree(dev_env, settings, sample_repo, tmp_path):
     pids_file = tmp_path / "pids"
     agent = script(tmp_path, "forker.sh", FORKING_AGENT.format(pids=pids_file, py=PY))
-    order = make_order(sample_repo, agent=agent)
+    # Host PIDs in a host file: a plain subprocess (inside a sandbox see tests/test_sandbox.py).
+    order = make_order(sample_repo, agent=agent, sandbox={"provider": "none", "network": "full"})
     async with running_worker(dev_env, settings):
         handle = await dev_env.client.start_workflow(
             WorkOrderWorkflow.run, order, id=order.id, task_queue=settings.task_queue

@@ -25,6 +25,7 @@ from typing import Any, Literal, Protocol
 from pydantic import BaseModel, Field
 
 from agentgate.models import BuildError, TokenUsage, WorkOrder
+from agentgate.sandbox.policy import DELIVERY_ONLY_SECRETS
 
 # Variables a child agent may inherit from the worker; everything else must be named.
 ENV_ALLOWLIST = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TERM", "TMPDIR", "USER", "LOGNAME", "SHELL", "TZ")
@@ -190,4 +191,6 @@ def passthrough_names(order: WorkOrder) -> list[str]:
     names = order.agent.options.get("env_passthrough") or []
     if isinstance(names, str):
         names = [n for n in names.replace(",", " ").split() if n]
-    return [str(n) for n in names if str(n) and str(n) != "AGENTGATE_PROCESS_TOKEN"]
+    # Never the process-tree marker, and never the delivery token (that one is for the delivery phase only).
+    refused = {"AGENTGATE_PROCESS_TOKEN", *DELIVERY_ONLY_SECRETS}
+    return [str(n) for n in names if str(n) and str(n) not in refused]

@@ -47,7 +47,9 @@ def main(args):
         sys.stderr.write("agentgate-sandbox: no command\n")
         return 125
     if keep is not None:
-        keep.add("AGENTGATE_PROCESS_TOKEN")  # the worker's tree marker must survive, see agentgate.process
+        # The worker's tree marker and its owner marker must survive: run_streaming finds the tree by the
+        # first, and the next worker's start-up reaper finds a dead worker's leftovers by the second.
+        keep.update(("AGENTGATE_PROCESS_TOKEN", "AGENTGATE_WORKER_OWNER"))
         env = {k: v for k, v in os.environ.items() if k in keep}
     else:
         env = dict(os.environ)

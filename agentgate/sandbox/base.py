@@ -12,15 +12,17 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from agentgate.sandbox.policy import SandboxConfigError, SandboxPolicy
 
 __all__ = [
+    "Mount",
     "SandboxConfigError",
     "SandboxProvider",
     "SandboxUnavailable",
     "WrappedCommand",
+    "mount_plan",
     "resolve_secrets",
     "sensitive_paths",
 ]
@@ -82,6 +84,8 @@ class WrappedCommand:
     enforcement: list[str] = field(default_factory=list)
     probe: Callable[[], dict[str, Any]] | None = None
     secret_names: list[str] = field(default_factory=list)
+    policy: SandboxPolicy | None = None
+    policy_source: str = "work order"
 
     def evidence(self) -> dict[str, Any]:
         """Counters proving which limit a finished run hit (see `limits.classify_exit`)."""
@@ -98,6 +102,7 @@ class WrappedCommand:
             "provider": self.provider,
             "description": self.description,
             "network": self.network,
+            "policy_source": self.policy_source,
             "enforcement": list(self.enforcement),
             "warnings": list(self.warnings),
             "secrets": list(self.secret_names),
@@ -151,6 +156,65 @@ def sensitive_paths(env: Mapping[str, str], policy: SandboxPolicy) -> list[str]:
     # A path inside another hidden directory is hidden already (and would not exist to mount over).
     dirs = [p for p in out if os.path.isdir(p)]
     return sorted({p for p in out if not any(p != d and p.startswith(d.rstrip("/") + "/") for d in dirs)})
+
+
+@dataclass(frozen=True)
+class Mount:
+    """One entry of a sandbox's file-system plan. Every provider renders the same plan its own way.
+
+    `ro` / `rw`: a host path visible at the same path, read-only / writable; `hide`: made empty
+    (a directory becomes an empty read-only tmpfs, a file /dev/null). `optional`: skipped when
+    the path does not exist, instead of failing the start.
+    """
+
+    kind: Literal["ro", "rw", "hide"]
+    path: str
+    optional: bool = False
+
+
+def mount_plan(workspace: str, env: Mapping[str, str], policy: SandboxPolicy, *, host_view: bool) -> list[Mount]:
+    """What the sandbox sees, in the order the mounts must be made (later ones sit on top).
+
+    `host_view`: the provider shows the host's own file system read-only (bubblewrap), so credential
+    stores must be hidden and our interpreter must survive the private /tmp. A container has a root
+    file system of its own; for it only the binds matter.
+    """
+    plan: list[Mount] = []
+    if host_view:
+        for path in sensitive_paths(env, policy):
+            if os.path.realpath(path) != workspace:
+                plan.append(Mount("hide", os.path.realpath(path)))
+        plan += [Mount("ro", p, optional=True) for p in runtime_paths_under_tmp()]
+    # Resolved: a bind onto a symbolic link fails (bwrap cannot create the mount point through it).
+    plan += [Mount("ro", os.path.realpath(p), optional=True) for p in policy.read_only_paths]
+    plan.append(Mount("rw", workspace))
+    plan += [Mount("ro", p) for p in git_guard_paths(workspace, policy)]
+    plan += [Mount("rw", os.path.realpath(p), optional=True) for p in policy.writable_paths]
+    return plan
+
+
+def git_guard_paths(workspace: str, policy: SandboxPolicy) -> list[str]:
+    """.git/config and .git/hooks, kept read-only: both make the *worker's* later git commands run code of
+    the agent's choosing (core.fsmonitor, core.hooksPath, post-commit hooks), outside any sandbox."""
+    if not policy.protect_git:
+        return []
+    out: list[str] = []
+    for rel in (".git/config", ".git/hooks"):
+        path = os.path.join(workspace, rel)
+        if os.path.lexists(path) and not os.path.islink(path):
+            out.append(path)
+    return out
+
+
+def runtime_paths_under_tmp() -> list[str]:
+    """Our interpreter, its environment and this project, when they live under /tmp (a fresh
+    clone in a temporary folder): the sandbox's private /tmp would otherwise hide them."""
+    import sys
+
+    project = Path(__file__).resolve().parents[2]
+    found = {os.path.realpath(sys.prefix), os.path.realpath(sys.base_prefix), str(project)}
+    found.add(os.path.dirname(os.path.realpath(sys.executable)))
+    return sorted(p for p in found if p == "/tmp" or p.startswith("/tmp/"))
 
 
 def child_env(env: Mapping[str, str], secrets: Mapping[str, str], extra: Mapping[str, str] | None = None) -> dict:

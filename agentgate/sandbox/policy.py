@@ -28,6 +28,11 @@ PROVIDER_API_HOSTS: dict[str, list[str]] = {
 }
 
 
+# Secrets that belong to the delivery phase alone (activities/delivery.py reads them from the worker's
+# environment there): no agent or gate may be handed them, whatever a work order asks for.
+DELIVERY_ONLY_SECRETS = ("AGENTGATE_GITHUB_TOKEN", "GITHUB_TOKEN")
+
+
 class SandboxConfigError(ValueError):
     """A policy the chosen provider cannot honour; raised instead of silently running with less isolation."""
 
@@ -81,6 +86,8 @@ class SandboxPolicy(BaseModel):
         for name in value:
             if not _ENV_NAME.match(name):
                 raise ValueError(f"secret {name!r} is not an environment variable name")
+            if name in DELIVERY_ONLY_SECRETS:
+                raise ValueError(f"secret {name!r} is the delivery token: only the delivery phase receives it")
         return value
 
     @field_validator("allow_hosts")

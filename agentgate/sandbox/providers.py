@@ -18,11 +18,12 @@ from agentgate.sandbox.base import (
     SandboxUnavailable,
     WrappedCommand,
     child_env,
-    sensitive_paths,
+    mount_plan,
 )
 from agentgate.sandbox.limits import CgroupSet, cgroup_support, create_cgroups, directory_size_mb, rlimit_args
 from agentgate.sandbox.policy import SandboxPolicy
 from agentgate.sandbox.proxy import AllowlistProxy
+from agentgate.sandbox.proxy import _split_host as split_host
 
 _HERE = Path(__file__).resolve().parent
 LAUNCHER = str(_HERE / "_launch.py")
@@ -189,7 +190,7 @@ class BubblewrapProvider:
             url = f"http://127.0.0.1:{PROXY_PORT_INSIDE}"
             for var in ("HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy", "ALL_PROXY", "all_proxy"):
                 extra_env[var] = url
-            extra_env["NO_PROXY"] = extra_env["no_proxy"] = "localhost,127.0.0.1,::1"
+            extra_env["NO_PROXY"] = extra_env["no_proxy"] = _no_proxy(policy.allow_hosts)
             inner = [_python(), "-I", "-S", RELAY, str(PROXY_PORT_INSIDE), f"{PROXY_DIR_INSIDE}/proxy.sock", "--"]
             inner += list(argv)
         full_env = child_env(env, secrets, extra_env)
@@ -228,21 +229,15 @@ class BubblewrapProvider:
             args += ["--size", str(policy.disk_mb * 1024 * 1024)]
         args += ["--tmpfs", "/tmp"]
         hidden_dirs: list[str] = []
-        for path in sensitive_paths(env, policy):
-            real = os.path.realpath(path)
-            if real == workspace:
-                continue
-            if os.path.isdir(real):
-                args += ["--tmpfs", real]
-                hidden_dirs.append(real)
+        for mount in mount_plan(workspace, env, policy, host_view=True):
+            if mount.kind == "hide" and os.path.isdir(mount.path):
+                args += ["--tmpfs", mount.path]
+                hidden_dirs.append(mount.path)
+            elif mount.kind == "hide":
+                args += ["--ro-bind", "/dev/null", mount.path]
             else:
-                args += ["--ro-bind", "/dev/null", real]
-        for path in [*_runtime_paths_under_tmp(), *policy.read_only_paths]:
-            args += ["--ro-bind-try", path, path]
-        args += ["--bind", workspace, workspace]
-        args += _git_guards(workspace, policy, "--ro-bind")
-        for path in policy.writable_paths:
-            args += ["--bind-try", path, path]
+                flag = "--ro-bind" if mount.kind == "ro" else "--bind"
+                args += [flag + ("-try" if mount.optional else ""), mount.path, mount.path]
         if proxy is not None:
             args += ["--ro-bind", proxy.socket_dir, PROXY_DIR_INSIDE]
         for path in hidden_dirs:  # last, so mount points for the binds above could still be created
@@ -251,17 +246,11 @@ class BubblewrapProvider:
         return args
 
 
-def _git_guards(workspace: str, policy: SandboxPolicy, flag: str | None) -> list[str]:
-    """.git/config and .git/hooks read-only: both make the *worker's* later git commands run code of the agent's
-    choosing (core.fsmonitor, core.hooksPath, post-commit hooks), outside any sandbox."""
-    if not policy.protect_git:
-        return []
-    out: list[str] = []
-    for rel in (".git/config", ".git/hooks"):
-        path = os.path.join(workspace, rel)
-        if os.path.lexists(path) and not os.path.islink(path):
-            out += [flag, path, path] if flag else [path]
-    return out
+def _no_proxy(allow_hosts: Sequence[str]) -> str:
+    """Loopback goes direct (the agent's own test servers live inside the sandbox), except a loopback
+    name the allowlist names: that one is a *worker* service (a local model gateway), reached via the proxy."""
+    allowed = {split_host(entry)[0] for entry in allow_hosts}
+    return ",".join(name for name in ("localhost", "127.0.0.1", "::1") if name not in allowed)
 
 
 def _proxy_probe(inner, proxy: AllowlistProxy | None):
@@ -336,13 +325,11 @@ class ContainerProvider:
         if policy.disk_mb is not None:
             size = policy.disk_mb * 1024 * 1024
             cmd += ["--ulimit", f"fsize={size}:{size}"]
-        cmd += ["-v", f"{workspace}:{workspace}:rw", "-w", workspace]
-        for path in _git_guards(workspace, policy, None):
-            cmd += ["-v", f"{path}:{path}:ro"]
-        for path in policy.read_only_paths:
-            cmd += ["-v", f"{path}:{path}:ro"]
-        for path in policy.writable_paths:
-            cmd += ["-v", f"{path}:{path}:rw"]
+        for mount in mount_plan(workspace, {}, policy, host_view=False):
+            if mount.optional and not os.path.exists(mount.path):
+                continue  # the engine would create a missing source as an empty root-owned directory
+            cmd += ["-v", f"{mount.path}:{mount.path}:{mount.kind}"]
+        cmd += ["-w", workspace]
         for env_name in sorted(env_names):
             if env_name != "PATH":  # the image's own PATH, not the worker's
                 cmd += ["-e", env_name]
@@ -426,17 +413,6 @@ def select_provider(policy: SandboxPolicy) -> tuple[SandboxProvider, list[str]]:
         if ok:
             return provider, tried
     raise SandboxUnavailable("no sandbox provider available: " + "; ".join(tried))
-
-
-def _runtime_paths_under_tmp() -> list[str]:
-    """Our interpreter, its environment and this project, when they live under /tmp (a fresh
-    clone in a temporary folder): the sandbox's private /tmp would otherwise hide them."""
-    import sys
-
-    project = Path(__file__).resolve().parents[2]
-    candidates = {os.path.realpath(sys.prefix), os.path.realpath(sys.base_prefix), str(project)}
-    candidates.add(os.path.dirname(os.path.realpath(sys.executable)))
-    return sorted(p for p in candidates if p == "/tmp" or p.startswith("/tmp/"))
 
 
 def wrap_command(
