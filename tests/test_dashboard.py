@@ -257,6 +257,10 @@ async def test_submit_through_the_form_and_watch_the_run_live(dev_env, settings,
             await first.locator("details[data-artifact='gate-1-1.log'] pre", has_text="NotImplementedError").wait_for()
             assert await page.get_by_test_id("branch").inner_text() == f"agentgate/{wo_id}"
             assert await page.get_by_test_id("iterations").inner_text() == "2 / 4"  # the profile's limit
+            agent = (await http.get(f"/api/v1/work-orders/{wo_id}")).json()["history"][0]["agent"]
+            assert agent["sandbox_provider"] and agent["sandbox_network"]  # recorded per iteration, and shown
+            facts = await first.locator(".agent-facts").inner_text()
+            assert f"sandbox {agent['sandbox_provider']} (network {agent['sandbox_network']})" in facts, facts
             resolved = (await http.get("/api/v1/profiles/dash-form", params={"resolve": "true"})).json()
             order = await service.original_work_order(dev_env.client, wo_id)
             assert (order.profile, order.profile_hash) == ("dash-form", resolved["hash"])

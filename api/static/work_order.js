@@ -283,7 +283,8 @@
         el("strong", {}, "Agent: "),
         (a.success ? "succeeded" : "failed") + ", exit " + (a.exit_code ?? "—") + ", " + fmtMs(a.duration_ms) +
         ", " + a.tool_calls + " tool calls" + (a.turns ? ", " + a.turns + " turns" : "") +
-        ", tokens " + fmtTokens(a.tokens) + ", cost " + fmtCost(a.cost_usd || 0) + (a.model ? ", " + a.model : ""),
+        ", tokens " + fmtTokens(a.tokens) + ", cost " + fmtCost(a.cost_usd || 0) + (a.model ? ", " + a.model : "") +
+        (a.sandbox_provider ? ", sandbox " + a.sandbox_provider + " (network " + (a.sandbox_network || "—") + ")" : ""),
         " — ", artifactLink(a.stdout_ref, "stdout"), " · ", artifactLink(a.stderr_ref, "stderr"), " · ",
         artifactLink(a.result_ref)));
     }
