@@ -268,7 +268,7 @@ class BuildActivities:
                               order_policy=order.sandbox, run_dir=self.deps.store.run_dir(ctx),
                               session_home=session_home_path(settings.workspaces_dir, ctx.work_order_id, ctx.run_id),
                               default_provider=settings.sandbox_default_provider,
-                              options=order.agent.options)  # fmt: skip
+                              options=order.agent.options, hide=settings.service_state_dirs)  # fmt: skip
         except (SandboxUnavailable, SandboxConfigError) as exc:
             raise app_error("invalid_input", f"sandbox: {exc}") from exc
 

@@ -1,6 +1,8 @@
 """The verify and feedback phases: run the gate plan, keep every output, explain failures.
 
-The plan comes from the work order and the workspace (see agentgate.verification);
+The plan comes from the work order and the workspace (see agentgate.verification); the gate
+commands run code the agent wrote, so they run in the verify phase's sandbox
+(agentgate/sandbox/verify_phase.py, recorded in the report's `sandbox`);
 checks judge the diff from the run's base commit to HEAD. The full output of each
 command goes to `gate-<N>-<k>.log` (black-box checks: `blackbox-<N>-<k>.*.log`); the
 report `verification-<N>.json` holds every check result, and the summary returned to
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 
 from temporalio import activity
 
@@ -57,7 +60,9 @@ class VerifyActivities:
         ws = inp.workspace.path
         events = RunEventLog(store, ctx, iteration=n)
         opts = verification_options(order)
-        events.emit("phase_started", phase="verify", gates=len(order.gates), source=opts.gate_plan_source)
+        sandbox = self._sandbox(ctx, order, ws)
+        events.emit("phase_started", phase="verify", gates=len(order.gates), source=opts.gate_plan_source,
+                    sandbox=sandbox.record()["description"])  # fmt: skip
         try:
             head = await git.head(ws)
             plan = await plan_for_workspace(
@@ -104,6 +109,7 @@ class VerifyActivities:
                 ctx=ctx,
                 env=gate_environment(ws, n, ctx.work_order_id),
                 on_check=on_check,
+                sandbox=sandbox,
             )
         except git.GitError as exc:
             raise app_error("workspace_error", f"could not diff the workspace: {exc}", retryable=True) from exc
@@ -132,7 +138,27 @@ class VerifyActivities:
             integrity_violations=report.integrity_violations,
             warnings=len(report.warnings),
             plan_source=report.plan_source,
+            sandbox_provider=sandbox.provider,
+            sandbox_network=sandbox.network,
         )
+
+    def _sandbox(self, ctx, order: WorkOrder, workspace: str):
+        """The gates' sandbox (agentgate/sandbox/verify_phase.py): they run code the agent wrote."""
+        from agentgate.sandbox.base import SandboxUnavailable
+        from agentgate.sandbox.policy import SandboxConfigError
+        from agentgate.sandbox.session import session_home_path
+        from agentgate.sandbox.verify_phase import GateSandbox
+
+        settings = self.deps.settings
+        try:
+            sandbox = GateSandbox(workspace, order_policy=order.sandbox,
+                                  home=session_home_path(settings.workspaces_dir, ctx.work_order_id, ctx.run_id),
+                                  worker_home=os.environ.get("HOME"),
+                                  default_provider=settings.sandbox_default_provider,
+                                  hide=settings.service_state_dirs)  # fmt: skip
+        except (SandboxUnavailable, SandboxConfigError, ValueError) as exc:
+            raise app_error("invalid_input", f"sandbox: {exc}") from exc
+        return sandbox
 
     async def _heartbeat(self, done: list[CheckResult]) -> None:
         while True:

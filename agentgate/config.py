@@ -108,6 +108,12 @@ class Settings(BaseSettings):
         return self.home_dir / "workspaces"
 
     @property
+    def service_state_dirs(self) -> list[str]:
+        """What a sandboxed agent or gate must not see: every run's artifacts and workspace, the Temporal DB,
+        logs, spill. The run's own workspace, run folder and private HOME are bound back on top."""
+        return sorted({str(self.home_dir), str(self.runs_dir), str(self.workspaces_dir)})
+
+    @property
     def profiles_dir(self) -> Path:
         """User harness profiles (`<name>.yaml`), read by the API at submission; built-ins ship with the package."""
         return self.home_dir / "profiles"

@@ -389,6 +389,10 @@ class VerificationSummary(_Strict):
     integrity_violations: list[str] = Field(default_factory=list, description="Typed reasons the diff weakened gates.")
     warnings: int = 0
     plan_source: str | None = None
+    sandbox_provider: str | None = Field(
+        default=None, description="The sandbox provider the gate commands ran in (bubblewrap, none, ...)."
+    )
+    sandbox_network: str | None = Field(default=None, description="The gates' network policy in force: none, full.")
 
     @property
     def failed_gates(self) -> list[GateOutcome]:

@@ -283,3 +283,54 @@ async def test_the_github_token_reaches_delivery_only(skip_env, settings, sample
     git_config = (workspace / ".git" / "config").read_text()
     assert gh_token not in git_config and "extraheader" not in git_config.lower()
     assert scan_for_secret(settings.home_dir, gh_token) == []
+
+
+# -- other runs and the service's own state are not visible ----------------------------------------------
+
+STATE_PROBE = """import os, pathlib, sys
+other, db = OTHER, DB
+def seen(path):
+    try:
+        return "read" if pathlib.Path(path).read_text() else "empty"
+    except OSError as exc:
+        return type(exc).__name__
+prompt = os.environ["AGENTGATE_PROMPT_FILE"]
+pathlib.Path("probe.txt").write_text(f"other={seen(other)} db={seen(db)} prompt={seen(prompt)}\\n")
+"""
+
+
+@needs_bwrap
+async def test_agents_and_gates_see_no_other_run_and_no_service_state(skip_env, tmp_path, sample_repo):
+    """A home outside /tmp (the private /tmp would hide one under it anyway, proving nothing)."""
+    import shutil
+    import tempfile
+
+    home = Path(tempfile.mkdtemp(prefix="agentgate-home-", dir="/var/tmp"))
+    try:
+        settings = Settings(home=home, task_queue=f"q-{os.getpid()}-{id(home)}", host_id="host-state",
+                            agent_grace_seconds=2, heartbeat_seconds=1)  # fmt: skip
+        other = settings.runs_dir / "wo_01othertenant0000000000000" / "run-1" / "agent-1.stdout.log"
+        other.parent.mkdir(parents=True)
+        other.write_text("another tenant's transcript\n")
+        db = settings.home_dir / "temporal.db"
+        db.write_text("every workflow history\n")
+        # The paths live inside the scripts: files a command names by absolute path are made visible on purpose.
+        script, gate_script = tmp_path / "probe.py", tmp_path / "gate.py"
+        script.write_text(f"OTHER, DB = {str(other)!r}, {str(db)!r}\n" + STATE_PROBE)
+        gate_script.write_text(
+            f"import os, sys\nsys.exit(1 if os.path.exists({str(other)!r}) or os.path.exists({str(db)!r}) else 0)\n"
+        )
+        gate = f"{sys.executable} {gate_script} && test -f probe.txt"
+        order = make_order(sample_repo, agent=f"{sys.executable} {script}", gate=gate, max_iterations=1)
+        outcome = await run(skip_env, settings, order)
+        ws = settings.workspaces_dir / order.id / outcome.run_id
+        logs = {p.name: p.read_text()[-800:] for p in (settings.runs_dir / order.id / outcome.run_id).glob("*")
+                if p.suffix in (".log", ".json")}  # fmt: skip
+        logs["probe"] = (ws / "probe.txt").read_text() if (ws / "probe.txt").exists() else None
+        assert outcome.result == "passed", (outcome.error, logs)  # the gate could not see them either
+        probe = (settings.workspaces_dir / order.id / outcome.run_id / "probe.txt").read_text().split()
+        assert probe[0] in ("other=FileNotFoundError", "other=PermissionError"), probe
+        assert probe[1] in ("db=FileNotFoundError", "db=PermissionError"), probe
+        assert probe[2] == "prompt=read", probe  # its own run folder stays readable
+    finally:
+        shutil.rmtree(home, ignore_errors=True)

@@ -74,10 +74,13 @@ def wrap_agent(
     session_home: str | Path,
     default_provider: str = "auto",
     options: Mapping[str, Any] | None = None,
+    hide: Sequence[str] = (),
 ) -> WrappedCommand:
     """The agent command wrapped in its sandbox (`options`: the work order's agent options, where a base
-    URL may be configured). Raises SandboxUnavailable / SandboxConfigError."""
+    URL may be configured; `hide`: the service's own state folders, other runs included).
+    Raises SandboxUnavailable / SandboxConfigError."""
     policy, source, warnings = agent_policy(order_policy, driver, env, default_provider, options)
+    policy = policy.model_copy(update={"hidden_paths": [*policy.hidden_paths, *hide]})
     named = named_files(argv) if driver == "command" else []
     policy = policy.model_copy(update={"read_only_paths": [*policy.read_only_paths, *named, str(run_dir)]})
     env = dict(env)

@@ -55,6 +55,10 @@ class SandboxPolicy(BaseModel):
     setup_network: NetworkMode = Field(
         default="full", description="Network of the setup phase (dependency install), see `for_phase`."
     )
+    verify_network: NetworkMode = Field(
+        default="none",
+        description="Network of the verify phase's gates: none (hermetic, default); full for a gate that downloads.",
+    )
     memory_mb: int | None = Field(default=None, ge=16)
     cpu_seconds: int | None = Field(default=None, ge=1, description="CPU time per process (RLIMIT_CPU).")
     cpus: float | None = Field(default=None, gt=0, description="CPU bandwidth in cores (cgroup quota / --cpus).")
@@ -113,14 +117,14 @@ class SandboxPolicy(BaseModel):
         return self
 
     def for_phase(self, phase: Phase) -> SandboxPolicy:
-        """The policy a given phase runs with: secrets reach only the agent; setup gets `setup_network`."""
+        """The policy a given phase runs with: secrets reach only the agent; setup gets `setup_network`,
+        the verify phase's gates (code the agent wrote) `verify_network`."""
         if phase == "agent":
             return self
         update: dict = {"secrets": []}
-        if phase == "setup":
-            update["network"] = self.setup_network
-            if self.setup_network == "allowlist" and not self.allow_hosts:
-                update["network"] = "none"
+        if phase in ("setup", "verify"):
+            network = self.setup_network if phase == "setup" else self.verify_network
+            update["network"] = "none" if network == "allowlist" and not self.allow_hosts else network
         return self.model_copy(update=update)
 
     def limits_summary(self) -> dict[str, int | float]:

@@ -98,6 +98,9 @@ class VerificationReport(_Model):
     warnings: list[str] = Field(default_factory=list)
     notes: list[str] = Field(default_factory=list)
     duration_ms: int = 0
+    sandbox: dict | None = Field(
+        default=None, description="What the gate commands ran under: provider, network, warnings (None: unsandboxed)."
+    )
 
     def failures(self) -> list[CheckResult]:
         return [c for c in self.checks if c.blocking_failure]

@@ -1,7 +1,8 @@
 """Runs a gate plan against a workspace: integrity → L0 → L1 → L2 → L3, stopping at the first failing level.
 
 Commands run through `agentgate.process.run_streaming` (own session, whole-tree stop on
-timeout or cancel) with their full output in the artifact store; the report carries
+timeout or cancel), inside the verify phase's sandbox when one is given (`GateSandbox`: they run
+code the agent wrote), with their full output in the artifact store; the report carries
 bounded excerpts and the references. Within a level every check runs, so the agent
 sees all lint and test failures at once; a failing level stops the later ones because
 their results would be noise on top of a known failure.
@@ -15,6 +16,7 @@ import re
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import jsonschema
 
@@ -26,6 +28,9 @@ from agentgate.verification.diff import DiffData, collect_diff, matches_any
 from agentgate.verification.integrity import DOC_FILES, check_integrity, planned_integrity_checks
 from agentgate.verification.plan import Assertion, BlackBoxCheck, GatePlan, PlannedCommand, SanitySection
 from agentgate.verification.report import CheckResult, Level, VerificationReport, gate_outcome, progress_of
+
+if TYPE_CHECKING:
+    from agentgate.sandbox.verify_phase import GateSandbox
 
 EXCERPT_CHARS = 3000
 MAX_READ_BYTES = 5_000_000
@@ -103,8 +108,25 @@ def _cwd(workspace: str, rel: str | None) -> Path | None:
     return path if path.is_dir() else None
 
 
+async def _run_gate(run: str, cwd: Path, env: dict[str, str], sandbox: GateSandbox | None, **kw):
+    """`/bin/sh -c run` in `cwd`, confined by `sandbox` (None: a plain subprocess)."""
+    if sandbox is None:
+        return await run_streaming(["/bin/sh", "-c", run], cwd=cwd, env=env, grace_seconds=5, **kw)
+    wrapped = sandbox.wrap(run, cwd, env)
+    try:
+        return await run_streaming(wrapped.argv, cwd=cwd, env=wrapped.env, grace_seconds=5, **kw)
+    finally:
+        wrapped.cleanup()
+
+
 async def run_command_check(
-    cmd: PlannedCommand, *, workspace: str, env: dict[str, str], log_path: Path, log_ref: str
+    cmd: PlannedCommand,
+    *,
+    workspace: str,
+    env: dict[str, str],
+    log_path: Path,
+    log_ref: str,
+    sandbox: GateSandbox | None = None,
 ) -> CheckResult:
     log_path.unlink(missing_ok=True)
     cwd = _cwd(workspace, cmd.cwd)
@@ -117,14 +139,14 @@ async def run_command_check(
             command=cmd.run,
             message=f"working directory {cmd.cwd!r} does not exist in the workspace",
         )
-    proc = await run_streaming(
-        ["/bin/sh", "-c", cmd.run],
-        cwd=cwd,
-        env={**env, **cmd.env},
+    proc = await _run_gate(
+        cmd.run,
+        cwd,
+        {**env, **cmd.env},
+        sandbox,
         stdout_path=log_path,
         stderr_path=log_path,
         timeout_seconds=cmd.timeout,
-        grace_seconds=5,
     )
     output = log_path.read_bytes()
     passed = not proc.timed_out and proc.exit_code == cmd.expected_exit_code
@@ -199,7 +221,14 @@ def evaluate_assertion(a: Assertion, exit_code: int | None, stdout: str, stderr:
 
 
 async def run_blackbox_check(
-    check: BlackBoxCheck, *, workspace: str, env: dict[str, str], out_path: Path, err_path: Path, out_ref: str
+    check: BlackBoxCheck,
+    *,
+    workspace: str,
+    env: dict[str, str],
+    out_path: Path,
+    err_path: Path,
+    out_ref: str,
+    sandbox: GateSandbox | None = None,
 ) -> CheckResult:
     out_path.unlink(missing_ok=True)
     err_path.unlink(missing_ok=True)
@@ -213,14 +242,14 @@ async def run_blackbox_check(
         if not fixture.is_file():
             return CheckResult(**base, passed=False, message=f"fixture {check.stdin_file} does not exist")
         stdin = fixture.read_bytes()
-    proc = await run_streaming(
-        ["/bin/sh", "-c", check.run],
-        cwd=cwd,
-        env={**env, **check.env},
+    proc = await _run_gate(
+        check.run,
+        cwd,
+        {**env, **check.env},
+        sandbox,
         stdout_path=out_path,
         stderr_path=err_path,
         timeout_seconds=check.timeout,
-        grace_seconds=5,
         stdin_data=stdin,
     )
     stdout = out_path.read_text(encoding="utf-8", errors="replace")
@@ -332,7 +361,9 @@ async def run_plan(
     ctx: RunContext,
     env: dict[str, str] | None = None,
     on_check: CheckCallback | None = None,
+    sandbox: GateSandbox | None = None,
 ) -> VerificationReport:
+    """Run the plan; gate commands inside `sandbox` when given (its record goes into the report)."""
     started = time.monotonic()
     env = env if env is not None else gate_environment(workspace, iteration, ctx.work_order_id)
     diff = await collect_diff(workspace, base, head)
@@ -376,7 +407,7 @@ async def run_plan(
                 k += 1
                 ref = f"gate-{iteration}-{k}.log"
                 result = await run_command_check(
-                    cmd, workspace=workspace, env=env, log_path=store.path(ctx, ref), log_ref=ref
+                    cmd, workspace=workspace, env=env, log_path=store.path(ctx, ref), log_ref=ref, sandbox=sandbox
                 )
                 record([result])
                 if cmd.kind == "setup" and not result.passed:
@@ -394,6 +425,7 @@ async def run_plan(
                             out_path=store.path(ctx, out_ref),
                             err_path=store.path(ctx, err_ref),
                             out_ref=out_ref,
+                            sandbox=sandbox,
                         )
                     ]
                 )
@@ -424,4 +456,5 @@ async def run_plan(
         warnings=[f"{c.name}: {c.message}" for c in checks if c.warning],
         notes=list(plan.notes) + [f"plan sources: {', '.join(plan.sources_used) or 'none'}"],
         duration_ms=int((time.monotonic() - started) * 1000),
+        sandbox=sandbox.record() if sandbox is not None else None,
     )
