@@ -58,6 +58,7 @@ class ProcessOutcome:
     pid: int | None = None
     survivors: list[int] = field(default_factory=list)
     stopped: str | None = None  # why `should_stop` ended the run early
+    limit: str | None = None  # the sandbox resource limit it hit, when the caller classified it (gates)
 
 
 def _read_proc(pid: int, name: str) -> bytes | None:

@@ -29,6 +29,7 @@ from agentgate.sandbox.verify_phase import GateSandbox, verify_policy
 from agentgate.verification.plan import BlackBoxCheck, PlannedCommand
 from agentgate.verification.runner import gate_environment, run_blackbox_check, run_command_check
 from tests.conftest import DEMO_AGENT
+from tests.test_sandbox import needs_cgroups
 from tests.test_workflow import make_order, run
 
 BWRAP_OK, BWRAP_WHY = BubblewrapProvider().available()
@@ -234,3 +235,33 @@ async def test_the_operator_can_turn_gate_sandboxing_off(skip_env, settings, sam
     assert {(r.verification.sandbox_provider, r.verification.sandbox_network) for r in outcome.history} == {
         ("none", "full")
     }
+
+
+GATE_FORK_BOMB = (
+    "import os, sys, time\n"
+    "try:\n"
+    "    for n in range(10_000):\n"
+    "        if os.fork() == 0:\n"
+    "            time.sleep(60)\n"
+    "            os._exit(0)\n"
+    "except OSError as exc:\n"
+    "    print(f'fork failed: {exc}', file=sys.stderr)\n"
+    "    sys.exit(1)\n"
+)
+
+
+@needs_bwrap
+@needs_cgroups
+async def test_a_gate_stopped_by_a_resource_limit_says_which(tmp_path, workspace):
+    """A test suite the agent turned into a fork bomb fails as `resource_exceeded`, naming the limit, so the
+    feedback tells the agent what happened instead of an unexplained exit code."""
+    (workspace / "bomb.py").write_text(GATE_FORK_BOMB)
+    result, out = await gate(tmp_path, workspace, f"{sys.executable} bomb.py",
+                             sandbox_for(workspace, SandboxPolicy(pids=64)))  # fmt: skip
+    assert not result.passed and "fork failed" in out
+    assert result.message.startswith("resource_exceeded: pids limit 64"), result.message
+
+    # The same gate with no limit hit reads as an ordinary failure, without the label.
+    (workspace / "fails.py").write_text("import sys; sys.exit(3)\n")
+    result, _ = await gate(tmp_path, workspace, f"{sys.executable} fails.py", sandbox_for(workspace))
+    assert result.message == "exit code 3, expected 0", result.message

@@ -109,14 +109,23 @@ def _cwd(workspace: str, rel: str | None) -> Path | None:
 
 
 async def _run_gate(run: str, cwd: Path, env: dict[str, str], sandbox: GateSandbox | None, **kw):
-    """`/bin/sh -c run` in `cwd`, confined by `sandbox` (None: a plain subprocess)."""
+    """`/bin/sh -c run` in `cwd`, confined by `sandbox` (None: a plain subprocess).
+
+    Sets `outcome.limit` to the resource limit the gate hit ("memory limit 256 MB"), None otherwise:
+    a gate killed by its sandbox must say so, not read as an ordinary test failure."""
     if sandbox is None:
         return await run_streaming(["/bin/sh", "-c", run], cwd=cwd, env=env, grace_seconds=5, **kw)
+    from agentgate.sandbox.limits import classify_exit
+
     wrapped = sandbox.wrap(run, cwd, env)
     try:
-        return await run_streaming(wrapped.argv, cwd=cwd, env=wrapped.env, grace_seconds=5, **kw)
+        proc = await run_streaming(wrapped.argv, cwd=cwd, env=wrapped.env, grace_seconds=5, **kw)
+        evidence = wrapped.evidence()  # read before cleanup removes the cgroup
     finally:
         wrapped.cleanup()
+    tail = tail_text(Path(kw["stderr_path"]).read_bytes(), 4000) if kw.get("stderr_path") else ""
+    proc.limit = classify_exit(proc.exit_code, None, tail, sandbox.policy, evidence)
+    return proc
 
 
 async def run_command_check(
@@ -154,6 +163,8 @@ async def run_command_check(
     counts = count_tests(text) if cmd.kind == "test" else None
     if proc.timed_out:
         message = f"timed out after {cmd.timeout:g} s"
+    elif proc.limit and not passed:
+        message = f"resource_exceeded: {proc.limit} (the sandbox stopped it; exit code {proc.exit_code})"
     elif passed:
         message = f"exit code {proc.exit_code}"
     else:
@@ -254,7 +265,7 @@ async def run_blackbox_check(
     )
     stdout = out_path.read_text(encoding="utf-8", errors="replace")
     stderr = err_path.read_text(encoding="utf-8", errors="replace")
-    failures = []
+    failures = [f"resource_exceeded: {proc.limit} (the sandbox stopped it)"] if proc.limit else []
     if proc.timed_out:
         failures.append(f"timed out after {check.timeout:g} s")
     else:
