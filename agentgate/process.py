@@ -2,7 +2,7 @@
 
 Every agent and gate command runs through `run_streaming`. The child gets its own
 session (so one `killpg` reaches its process group), `PR_SET_PDEATHSIG` (so it dies if
-the worker dies) and an environment marker `AGENTGATE_PROCESS_TOKEN`. Grandchildren
+the worker dies; armed by `_orphan_guard.py`, never by a `preexec_fn`) and an environment marker `AGENTGATE_PROCESS_TOKEN`. Grandchildren
 that start their own session escape `killpg`, but they inherit the marker, so
 `terminate_tree` finds them through `/proc` and stops them too.
 """
@@ -13,6 +13,7 @@ import asyncio
 import ctypes
 import os
 import signal
+import sys
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -23,18 +24,18 @@ TOKEN_VAR = "AGENTGATE_PROCESS_TOKEN"
 # Which worker started a child (`host:pid:start-time`, set by agentgate.reaper.claim): lets the next
 # worker of this host find and stop what a killed worker left behind.
 OWNER_VAR = "AGENTGATE_WORKER_OWNER"
-_PR_SET_PDEATHSIG = 1
 _PR_SET_CHILD_SUBREAPER = 36
 
 LineCallback = Callable[[str, str], None]
 
 
-def _child_setup() -> None:  # runs in the child between fork and exec
-    try:
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    except OSError:
-        pass
+_GUARD = str(Path(__file__).with_name("_orphan_guard.py"))
+
+
+def _guarded(argv: Sequence[str]) -> list[str]:
+    """`argv` behind the orphan guard: it dies when the worker does (PDEATHSIG), without a `preexec_fn`
+    (which can deadlock the forked child of a threaded 3.11 process, see agentgate/_orphan_guard.py)."""
+    return [sys.executable, "-I", "-S", _GUARD, str(os.getpid()), "--", *argv]
 
 
 def become_subreaper() -> bool:
@@ -201,14 +202,13 @@ async def run_streaming(
     # run on, unstopped, next to the retried attempt): the spawn completes, then the cancel is honoured below.
     spawn = asyncio.ensure_future(
         asyncio.create_subprocess_exec(
-            *argv,
+            *_guarded(argv),
             cwd=str(cwd),
             env=child_env,
             stdin=asyncio.subprocess.PIPE if stdin_data is not None else asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
             start_new_session=True,
-            preexec_fn=_child_setup,
         )
     )
     canceled_while_starting = False
@@ -314,7 +314,10 @@ async def _settle(waiter: asyncio.Future, pumps: asyncio.Future) -> None:
 async def run_command(
     argv: Sequence[str], *, cwd: str | Path, env: Mapping[str, str] | None = None, timeout: float = 120
 ) -> tuple[int, str, str]:
-    """A short helper command (git and the like): returns (exit code, stdout, stderr)."""
+    """A short helper command (git and the like): returns (exit code, stdout, stderr).
+
+    No parent-death guard: these finish by themselves, and an extra interpreter start per git call
+    would cost more than a clone left to complete after a worker's death."""
     proc = await asyncio.create_subprocess_exec(
         *argv,
         cwd=str(cwd),
@@ -323,7 +326,6 @@ async def run_command(
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         start_new_session=True,
-        preexec_fn=_child_setup,
     )
     try:
         out, err = await asyncio.wait_for(proc.communicate(), timeout=timeout)

@@ -202,3 +202,48 @@ def _marked_children() -> list[int]:
         if ppid == me and f"{TOKEN_VAR}=".encode() in env and alive(int(entry)):
             found.append(int(entry))
     return found
+
+
+
+PARENT = """
+import asyncio, sys
+from pathlib import Path
+from agentgate.process import run_streaming
+tmp = Path(sys.argv[1])
+argv = ["/bin/sh", "-c", f"echo $$ > {tmp}/agent.pid; exec sleep 120"]
+asyncio.run(run_streaming(argv, cwd=tmp, env={"PATH": "/usr/bin:/bin"},
+                          stdout_path=tmp / "out", stderr_path=tmp / "err", grace_seconds=1))
+"""
+
+
+def test_the_agent_dies_with_its_worker_without_a_preexec_fn(tmp_path):
+    """A worker killed with -9 takes its agent along (PDEATHSIG, armed by agentgate/_orphan_guard.py after a
+    plain fork+exec: a `preexec_fn` can deadlock the forked child of a threaded 3.11 worker)."""
+    import subprocess
+
+    script = tmp_path / "parent.py"
+    script.write_text(PARENT)
+    root = Path(__file__).resolve().parents[1]
+    parent = subprocess.Popen([sys.executable, str(script), str(tmp_path)], cwd=root,
+                              env={**os.environ, "PYTHONPATH": str(root)})  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while not ((tmp_path / "agent.pid").exists() and (tmp_path / "agent.pid").read_text().strip()):
+            assert time.monotonic() < deadline and parent.poll() is None, "the agent did not start"
+            time.sleep(0.05)
+        agent = int((tmp_path / "agent.pid").read_text())
+        assert _parent_of(agent) == parent.pid  # the guard exec'd the command: no extra process in between
+        os.kill(parent.pid, 9)
+        parent.wait(timeout=10)
+        deadline = time.monotonic() + 10
+        while alive(agent):
+            assert time.monotonic() < deadline, f"agent {agent} outlived its killed worker"
+            time.sleep(0.05)
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+            parent.wait()
+
+
+def _parent_of(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
