@@ -2,7 +2,8 @@
 
 Every agent and gate command runs through `run_streaming`. The child gets its own
 session (so one `killpg` reaches its process group), `PR_SET_PDEATHSIG` (so it dies if
-the worker dies; armed by `_orphan_guard.py`, never by a `preexec_fn`) and an environment marker `AGENTGATE_PROCESS_TOKEN`. Grandchildren
+the worker dies; armed by `_orphan_guard.py`, never by a `preexec_fn`) and an environment
+marker `AGENTGATE_PROCESS_TOKEN`. Grandchildren
 that start their own session escape `killpg`, but they inherit the marker, so
 `terminate_tree` finds them through `/proc` and stops them too.
 """
