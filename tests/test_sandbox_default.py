@@ -12,8 +12,6 @@ import json
 import os
 import subprocess
 import sys
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -32,6 +30,7 @@ from tests.conftest import DEMO_AGENT
 from tests.fakes import delivery_fixtures as fx
 from tests.fakes.delivery_fixtures import scan_for_secret
 from tests.fakes.github_server import CI, FakeGitHub
+from tests.fakes.loopback_http import serving
 from tests.test_workflow import make_order, run
 from tests.test_workflow_delivery import script_by_push_order
 
@@ -41,30 +40,11 @@ CLI_BIN = Path(__file__).resolve().parent.parent / ".agent-clis" / "node_modules
 gh_token = fx.gh_token
 
 
-class _Hello(BaseHTTPRequestHandler):
-    def do_GET(self):  # noqa: N802 - the http.server API
-        body = b"hello from the worker side"
-        self.send_response(200)
-        self.send_header("content-length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
-
-
 @pytest.fixture
 def servers():
     """Two HTTP servers on the worker's loopback: one the agent is told about, one it is not."""
-    started = [ThreadingHTTPServer(("127.0.0.1", 0), _Hello) for _ in range(2)]
-    for server in started:
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield [s.server_port for s in started]
-    finally:
-        for server in started:
-            server.shutdown()
-            server.server_close()
+    with serving(b"hello from the worker side", count=2) as ports:
+        yield ports
 
 
 # -- the policy --------------------------------------------------------------------------------

@@ -13,9 +13,7 @@ import os
 import shutil
 import sys
 import tempfile
-import threading
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -29,6 +27,7 @@ from agentgate.sandbox.verify_phase import GateSandbox, verify_policy
 from agentgate.verification.plan import BlackBoxCheck, PlannedCommand
 from agentgate.verification.runner import gate_environment, run_blackbox_check, run_command_check
 from tests.conftest import DEMO_AGENT
+from tests.fakes.loopback_http import serving
 from tests.test_sandbox import needs_cgroups
 from tests.test_workflow import make_order, run
 
@@ -57,24 +56,8 @@ def worker_home(monkeypatch):
 
 @pytest.fixture
 def server():
-    class Hello(BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802 - the http.server API
-            body = b"reached the worker"
-            self.send_response(200)
-            self.send_header("content-length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args):
-            pass
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Hello)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    try:
-        yield httpd.server_port
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
+    with serving(b"reached the worker") as [port]:
+        yield port
 
 
 async def gate(tmp_path: Path, workspace: Path, run: str, sandbox: GateSandbox | None):
